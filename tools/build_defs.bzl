@@ -5,11 +5,25 @@ genrules instead of depending on rules_proto/rules_cc repositories that
 Bazel would otherwise download.
 """
 
-def lw_proto_library(name, srcs, deps = [], grpc = True, visibility = None):
+def lw_proto_library(
+        name,
+        srcs,
+        deps = [],
+        proto_deps = [],
+        grpc = True,
+        testonly = False,
+        visibility = None):
     """cc_library for .proto files laid out under this package.
 
     `srcs` are paths relative to the package (e.g. "lockwarden/v1/lock.proto");
-    generated headers are included by that same path.
+    generated headers are included by that same path. Files in `srcs` may
+    import each other by that path (one protoc run compiles them all).
+
+    `proto_deps` are other lw_proto_library targets whose .proto files the
+    `srcs` import (e.g. "//proto:lockwarden_v1", imported as
+    "lockwarden/v1/common.proto"); they become cc deps as well. `deps` are
+    extra cc deps. Also defines `<name>_srcs`, a filegroup of the .proto
+    files, which is what `proto_deps` uses.
     """
     outs = []
     for src in srcs:
@@ -17,16 +31,35 @@ def lw_proto_library(name, srcs, deps = [], grpc = True, visibility = None):
         outs += [base + ".pb.h", base + ".pb.cc"]
         if grpc:
             outs += [base + ".grpc.pb.h", base + ".grpc.pb.cc"]
-    pkg = native.package_name()
-    cmd = "protoc -I/usr/include -I{pkg} --cpp_out=$(RULEDIR)".format(pkg = pkg)
+    native.filegroup(
+        name = name + "_srcs",
+        srcs = srcs,
+        testonly = testonly,
+        visibility = visibility,
+    )
+
+    # Every package holding imported .proto files is a protoc root, so an
+    # import names a file by its path inside its package.
+    roots = [native.package_name()]
+    for dep in proto_deps:
+        pkg = native.package_name() if dep.startswith(":") else Label(dep).package
+        if pkg not in roots:
+            roots.append(pkg)
+    cmd = "protoc -I/usr/include"
+    for root in roots:
+        cmd += " -I" + (root if root else ".")
+    cmd += " --cpp_out=$(RULEDIR)"
     if grpc:
         cmd += " --grpc_out=$(RULEDIR) --plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin"
-    cmd += " $(SRCS)"
+
+    # Only this target's files are compiled; the deps' are inputs for imports.
+    cmd += "".join([" $(location %s)" % src for src in srcs])
     native.genrule(
         name = name + "_gen",
-        srcs = srcs + [d + "_srcs" for d in []],
+        srcs = srcs + [d + "_srcs" for d in proto_deps],
         outs = outs,
         cmd = cmd,
+        testonly = testonly,
     )
     native.cc_library(
         name = name,
@@ -34,7 +67,8 @@ def lw_proto_library(name, srcs, deps = [], grpc = True, visibility = None):
         hdrs = [o for o in outs if o.endswith(".h")],
         includes = ["."],
         copts = ["-Wno-unused-parameter"],
-        deps = deps + ["@system//:grpc" if grpc else "@system//:protobuf"],
+        deps = deps + proto_deps + ["@system//:grpc" if grpc else "@system//:protobuf"],
+        testonly = testonly,
         visibility = visibility,
     )
 
