@@ -28,23 +28,30 @@
 
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "server/core/state.h"
 #include "server/core/types.h"
 #include "server/core/views.h"
 
 namespace lockwarden::core {
+
+// NSM state number order: RFC 1982 serial-number arithmetic on 32 bits, so
+// "newer" survives wraparound while two numbers are < 2^31 apart.
+bool NsmStateNewer(int32_t a, int32_t b);
 
 class LockCore {
  public:
@@ -65,7 +72,7 @@ class LockCore {
 
   // SM_STAT: the gateway identity's NSM state number (1 if never used:
   // the number it gets on first use).
-  Reply Stat(std::string_view gateway) const;
+  Reply Stat(absl::string_view gateway) const;
 
   // Builds a core from every persisted (key, value) pair (any order).
   // Malformed or inconsistent input is DataLoss naming the key.
@@ -98,10 +105,10 @@ class LockCore {
                                     size_t limit) const;
   std::vector<WaitForEdge> WaitForEdges() const;
   std::vector<ClientInfo> ListClients() const;
-  std::vector<MonitorInfo> ListMonitors(std::string_view gateway) const;
+  std::vector<MonitorInfo> ListMonitors(absl::string_view gateway) const;
   std::vector<GatewayInfo> ListGateways() const;
   // Events of `gateway` with sequence > after_sequence, oldest first.
-  std::vector<Event> PendingEvents(std::string_view gateway,
+  std::vector<Event> PendingEvents(absl::string_view gateway,
                                    uint64_t after_sequence,
                                    size_t limit) const;
   CoreCounters Counters() const;
@@ -115,11 +122,29 @@ class LockCore {
   using WaiterEntry = internal::WaiterEntry;
   using ShareEntry = internal::ShareEntry;
   using GatewayState = internal::GatewayState;
-  friend class CoreCodecAccess;
+  using EventBody = decltype(Event::body);
+  static constexpr OwnerId kNoOwner = std::numeric_limits<OwnerId>::max();
 
-  // ---- Dispatch (lock_core.cc) ----
+  // What the bulk-release predicates look at (shares have kNoOwner).
+  struct HoldingRef {
+    OwnerId owner;
+    const std::string* client;
+    GatewayId gateway;
+    int32_t client_state;
+  };
+
+  // ---- Validation and dispatch (lock_core.cc) ----
+  std::optional<Reply> CheckName(absl::string_view field,
+                                 absl::string_view v) const;
+  std::optional<Reply> CheckOpaque(absl::string_view field,
+                                   absl::string_view v) const;
+  std::optional<Reply> CheckTarget(const std::string& gateway,
+                                   const std::string& fh,
+                                   const Owner* owner) const;
   Reply Dispatch(const Command& cmd);
   Reply DoLock(const LockCmd& c);
+  Reply LockInFile(const LockCmd& c, FileState& f, OwnerId owner,
+                   GatewayId gw, const Interval& iv);
   Reply DoUnlock(const UnlockCmd& c);
   Reply DoCancel(const CancelCmd& c);
   Reply DoShare(const ShareCmd& c);
@@ -127,56 +152,82 @@ class LockCore {
   Reply DoAck(const AckEventCmd& c);
   Reply DoTick();
   Reply DoForceRelease(const ForceReleaseCmd& c);
-  // ---- NSM (lock_core_nsm.cc) ----
+
+  // ---- Locks and waiters (lock_core_locks.cc) ----
+  FileState& FileFor(const std::string& fh);
+  static const std::string& FileName(const FileState& f) { return *f.name; }
+  // The first (by offset) granted lock of another owner conflicting with
+  // the request, or nullptr.
+  const LockEntry* FindConflict(const FileState& f, OwnerId owner,
+                                const Interval& iv, bool exclusive) const;
+  // Owners whose granted locks, or whose first `earlier_waiters` waiters,
+  // conflict with the request (the wait-for out-edges of a waiter).
+  void BlockersOf(const FileState& f, OwnerId owner, const Interval& iv,
+                  bool exclusive, size_t earlier_waiters,
+                  std::vector<OwnerId>& out) const;
+  bool WaiterBlocked(const FileState& f, size_t index) const;
+  // Sets the owner's confirmed locks on proto's interval to proto's mode and
+  // attributes (merging, splitting). Returns the token of the lock covering
+  // the interval; nullopt (nothing changed) if locks_max would be passed.
+  std::optional<uint64_t> SetOwnerRange(const std::string& fh, FileState& f,
+                                        const LockEntry& proto,
+                                        uint64_t reuse_token,
+                                        bool enforce_limit);
+  // Unlocks iv for the owner (splitting); returns the locks touched.
+  std::optional<uint32_t> ClearOwnerRange(const std::string& fh,
+                                          FileState& f, OwnerId owner,
+                                          const Interval& iv);
+  void InsertLock(const std::string& fh, FileState& f, const LockEntry& l);
+  void EraseLockAt(FileState& f, size_t index);
+  void PushWaiter(const std::string& fh, FileState& f, WaiterEntry w);
+  void EraseWaiterAt(FileState& f, size_t index);
+  void EraseShareAt(FileState& f, size_t index);
+  // Grants, in FIFO order, every waiter no longer blocked (fair order).
+  void GrantWaiters(const std::string& fh, FileState& f);
+  uint64_t ConfirmGrant(const std::string& fh, FileState& f, uint64_t token);
+  void ReleaseUnconfirmed(FileState& f, uint64_t token);
+  bool WouldDeadlock(OwnerId requester, const FileState& f,
+                     const Interval& iv, bool exclusive) const;
+  // Releases every lock, waiter and share matching pred (on one file or
+  // all), re-granting waiters. Returns how many were released.
+  uint32_t ReleaseWhere(const std::string* only_fh,
+                        absl::FunctionRef<bool(const HoldingRef&)> pred);
+  bool AnyHolding(absl::FunctionRef<bool(const HoldingRef&)> pred) const;
+  void CollectFile(const std::string& fh);
+
+  // ---- NSM, grace, events (lock_core_nsm.cc) ----
   Reply DoFreeAll(const FreeAllCmd& c);
   Reply DoMon(const MonCmd& c);
   Reply DoUnmon(const UnmonCmd& c);
   Reply DoUnmonAll(const UnmonAllCmd& c);
   Reply DoNotify(const NotifyCmd& c);
   Reply DoBump(const std::string& gateway);
-
-  // ---- Locks (lock_core_locks.cc) ----
-  // Conflicting granted lock of another owner, or nullptr.
-  const LockEntry* FindConflict(const FileState& f, OwnerId owner,
-                                const Interval& iv, bool exclusive) const;
-  bool WaiterMayOvertake(const FileState& f, size_t index) const;
-  // Sets the owner's confirmed locks on `iv` to the mode (merging, splitting).
-  // Returns the token covering iv, or nullopt if locks_max would be passed.
-  std::optional<uint64_t> SetOwnerRange(const std::string& fh, FileState& f,
-                                        const LockEntry& proto,
-                                        uint64_t reuse_token);
-  std::optional<uint32_t> ClearOwnerRange(const std::string& fh,
-                                          FileState& f, OwnerId owner,
-                                          const Interval& iv);
-  void InsertLock(const std::string& fh, FileState& f, const LockEntry& l);
-  void EraseLockAt(FileState& f, size_t index);
-  void EraseWaiterAt(FileState& f, size_t index);
-  void GrantWaiters(const std::string& fh, FileState& f);
-  bool WouldDeadlock(OwnerId requester, const FileState& f,
-                     const Interval& iv, bool exclusive) const;
-  void BlockersOf(const FileState& f, OwnerId owner, const Interval& iv,
-                  bool exclusive, size_t earlier_waiters,
-                  std::vector<OwnerId>& out) const;
-  // Releases every lock/share/waiter for which pred(owner, gateway,
-  // client_state, share client) holds; re-grants waiters. Returns count.
-  template <typename LockPred, typename SharePred>
-  uint32_t ReleaseWhere(LockPred lock_pred, SharePred share_pred);
-  void ReleaseUnconfirmed(uint64_t token, bool delete_event);
-  void CollectFile(const std::string& fh);
-
-  // ---- NSM/grace helpers (lock_core_nsm.cc) ----
   std::optional<GatewayId> GatewayFor(const std::string& name);
   bool InGrace(const GatewayState& g) const;
-  // Grace bookkeeping for a request through `g` by `client`; returns true
-  // when the request must be refused with kGrace.
-  bool GraceRefuses(GatewayId g, const std::string& client, bool reclaim,
-                    bool is_lock_or_share);
+  // Grace bookkeeping for a request through `gid`; true = refuse (kGrace).
+  bool GraceRefuses(GatewayId gid, const std::string& client, bool reclaim);
   void MaybeLiftGrace(GatewayState& g);
+  void MarkLedgerDone(const std::string& client);
   void RecordClientState(const std::string& client, int32_t state);
-  uint64_t EmitEvent(GatewayId g, decltype(Event::body) body);
+  uint64_t EmitEvent(GatewayId gid, EventBody body);
   void DropEvent(GatewayState& g, uint64_t sequence);
 
-  // ---- Persistence (lock_core_persist.cc) ----
+  // ---- Persistence (lock_core_persist.cc, lock_core_rebuild.cc) ----
+  std::string CountersValue() const;
+  std::string LockValue(const std::string& fh, const LockEntry& l) const;
+  std::string WaiterValue(const std::string& fh, const WaiterEntry& w) const;
+  std::string ShareValue(const std::string& fh, const ShareEntry& s) const;
+  std::string ClientValue(int32_t state) const;
+  std::string GatewayValue(const GatewayState& g) const;
+  std::string MonitorValue(const GatewayState& g,
+                           const internal::MonitorKey& k,
+                           const internal::MonitorEntry& e) const;
+  std::string EventValue(const Event& e) const;
+  std::string DedupValue(const std::string& request_id,
+                         const internal::DedupEntry& d) const;
+  void Put(std::string key, std::string value);
+  void Delete(std::string key);
+  void PutCounters();
   void PutLock(const std::string& fh, const LockEntry& l);
   void DeleteLock(uint64_t token);
   void PutWaiter(const std::string& fh, const WaiterEntry& w);
@@ -195,6 +246,11 @@ class LockCore {
   absl::Status RebuildRecord(const std::string& key, const std::string& value);
   absl::Status FinishRebuild();
 
+  // ---- Checks (lock_core_check.cc) ----
+  absl::Status CheckFile(const std::string& fh, const FileState& f,
+                         absl::flat_hash_map<OwnerId, uint32_t>& refs,
+                         size_t& unconfirmed) const;
+
   uint64_t NewToken() { return counters_.next_token++; }
   uint64_t NewId() { return counters_.next_id++; }
 
@@ -210,6 +266,7 @@ class LockCore {
   absl::flat_hash_map<std::string, internal::DedupEntry> dedup_;
   std::deque<std::pair<uint64_t, std::string>> dedup_order_;  // FIFO.
   absl::flat_hash_map<uint64_t, std::string> shares_by_id_;   // id -> fh.
+  absl::flat_hash_set<const FileState*> waiting_files_;  // Have waiters.
   size_t lock_count_ = 0;
   size_t waiter_count_ = 0;
   size_t monitor_count_ = 0;

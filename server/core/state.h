@@ -68,6 +68,7 @@ struct ShareEntry {
 };
 
 struct FileState {
+  const std::string* name = nullptr;  // The fh: its key in the files map.
   std::vector<LockEntry> locks;      // Sorted by (start, token).
   std::vector<WaiterEntry> waiters;  // FIFO.
   std::vector<ShareEntry> shares;
@@ -152,6 +153,7 @@ class OwnerTable {
   void Collect(OwnerId id);
   std::optional<OwnerId> Find(const Owner& owner) const;
   size_t size() const { return ids_.size(); }
+  bool live(OwnerId id) const { return id < slots_.size() && slots_[id].live; }
 
  private:
   struct Slot {

@@ -1,0 +1,234 @@
+// LockCore: the records it persists (format in codec.h), request dedup,
+// Snapshot() and Rebuild() from the persisted records.
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/core/codec.h"
+#include "server/core/lock_core.h"
+
+namespace lockwarden::core {
+
+using codec::IdKey;
+using codec::Reader;
+using codec::Writer;
+
+// ---- Value encoders (shared by the deltas and Snapshot) -------------------
+
+std::string LockCore::CountersValue() const {
+  Writer w;
+  w.U64(counters_.next_token);
+  w.U64(counters_.next_event_sequence);
+  w.U64(counters_.next_id);
+  w.U64(counters_.events_dropped);
+  return std::move(w).Finish();
+}
+
+std::string LockCore::LockValue(const std::string& fh,
+                                const LockEntry& l) const {
+  Writer w;
+  w.Bytes(fh);
+  w.OwnerFields(owners_.Get(l.owner));
+  w.U64(l.start);
+  w.U64(l.end);
+  w.Bool(l.exclusive);
+  w.Bytes(gateways_[l.gateway].name);
+  w.I32(l.client_state);
+  w.I64(l.granted_ms);
+  w.Bool(l.unconfirmed);
+  int64_t deadline = 0;
+  uint64_t sequence = 0;
+  if (l.unconfirmed) {
+    const internal::UnconfirmedGrant& u = unconfirmed_.at(l.token);
+    deadline = u.deadline_ms;
+    sequence = u.event_sequence;
+  }
+  w.I64(deadline);
+  w.U64(sequence);
+  return std::move(w).Finish();
+}
+
+std::string LockCore::WaiterValue(const std::string& fh,
+                                  const WaiterEntry& x) const {
+  Writer w;
+  w.Bytes(fh);
+  w.OwnerFields(owners_.Get(x.owner));
+  w.U64(x.start);
+  w.U64(x.end);
+  w.Bool(x.exclusive);
+  w.Bool(x.reclaim);
+  w.Bytes(gateways_[x.gateway].name);
+  w.I32(x.client_state);
+  w.I64(x.queued_ms);
+  w.Bytes(x.callback);
+  w.Bytes(x.cookie);
+  return std::move(w).Finish();
+}
+
+std::string LockCore::ShareValue(const std::string& fh,
+                                 const ShareEntry& s) const {
+  Writer w;
+  w.Bytes(fh);
+  w.Bytes(s.client);
+  w.Bytes(s.oh);
+  w.U8(static_cast<uint8_t>(s.access));
+  w.U8(static_cast<uint8_t>(s.deny));
+  w.Bytes(gateways_[s.gateway].name);
+  w.I32(s.client_state);
+  w.I64(s.granted_ms);
+  return std::move(w).Finish();
+}
+
+std::string LockCore::ClientValue(int32_t state) const {
+  Writer w;
+  w.I32(state);
+  return std::move(w).Finish();
+}
+
+std::string LockCore::GatewayValue(const GatewayState& g) const {
+  Writer w;
+  w.I32(g.nsm_state);
+  w.I64(g.grace_until_ms);
+  w.U64(g.ledger.size());
+  for (const auto& [client, flags] : g.ledger) {
+    w.Bytes(client);
+    w.Bool(flags.reclaimed);
+    w.Bool(flags.done);
+  }
+  return std::move(w).Finish();
+}
+
+std::string LockCore::MonitorValue(const GatewayState& g,
+                                   const internal::MonitorKey& k,
+                                   const internal::MonitorEntry& e) const {
+  Writer w;
+  w.Bytes(g.name);
+  w.Bytes(k.mon_name);
+  w.Bytes(k.my_id.my_name);
+  w.U64(k.my_id.my_prog);
+  w.U64(k.my_id.my_vers);
+  w.U64(k.my_id.my_proc);
+  w.Bytes(e.priv);
+  return std::move(w).Finish();
+}
+
+std::string LockCore::EventValue(const Event& e) const {
+  Writer w;
+  codec::WriteEvent(w, e);
+  return std::move(w).Finish();
+}
+
+std::string LockCore::DedupValue(const std::string& request_id,
+                                 const internal::DedupEntry& d) const {
+  Writer w;
+  w.Bytes(request_id);
+  w.U8(d.command_kind);
+  codec::WriteReply(w, d.reply);
+  return std::move(w).Finish();
+}
+
+// ---- Delta emission (no-ops outside Apply, e.g. during Rebuild) -----------
+
+void LockCore::Put(std::string key, std::string value) {
+  if (fx_ != nullptr) {
+    fx_->delta.push_back(Mutation::Put(std::move(key), std::move(value)));
+  }
+}
+
+void LockCore::Delete(std::string key) {
+  if (fx_ != nullptr) fx_->delta.push_back(Mutation::Delete(std::move(key)));
+}
+
+void LockCore::PutCounters() {
+  Put(std::string(codec::kCountersKey), CountersValue());
+}
+void LockCore::PutLock(const std::string& fh, const LockEntry& l) {
+  if (fx_ != nullptr) Put(IdKey(codec::kLockPrefix, l.token), LockValue(fh, l));
+}
+void LockCore::DeleteLock(uint64_t token) {
+  Delete(IdKey(codec::kLockPrefix, token));
+}
+void LockCore::PutWaiter(const std::string& fh, const WaiterEntry& w) {
+  if (fx_ != nullptr) Put(IdKey(codec::kWaiterPrefix, w.id), WaiterValue(fh, w));
+}
+void LockCore::DeleteWaiter(uint64_t id) {
+  Delete(IdKey(codec::kWaiterPrefix, id));
+}
+void LockCore::PutShare(const std::string& fh, const ShareEntry& s) {
+  if (fx_ != nullptr) Put(IdKey(codec::kSharePrefix, s.id), ShareValue(fh, s));
+}
+void LockCore::DeleteShare(uint64_t id) {
+  Delete(IdKey(codec::kSharePrefix, id));
+}
+void LockCore::PutClient(const std::string& name) {
+  Put(absl::StrCat(codec::kClientPrefix, name),
+      ClientValue(client_states_.at(name)));
+}
+void LockCore::PutGateway(const GatewayState& g) {
+  Put(absl::StrCat(codec::kGatewayPrefix, g.name), GatewayValue(g));
+}
+void LockCore::PutMonitor(const GatewayState& g, const internal::MonitorKey& k,
+                          const internal::MonitorEntry& e) {
+  Put(IdKey(codec::kMonitorPrefix, e.id), MonitorValue(g, k, e));
+}
+void LockCore::DeleteMonitor(uint64_t id) {
+  Delete(IdKey(codec::kMonitorPrefix, id));
+}
+void LockCore::PutEvent(const Event& e) {
+  Put(IdKey(codec::kEventPrefix, e.sequence), EventValue(e));
+}
+void LockCore::DeleteEvent(uint64_t sequence) {
+  Delete(IdKey(codec::kEventPrefix, sequence));
+}
+
+void LockCore::RememberReply(const std::string& request_id, uint8_t kind,
+                             const Reply& reply) {
+  if (options_.dedup_entries_max == 0) return;
+  while (dedup_.size() >= options_.dedup_entries_max) {  // FIFO eviction.
+    const auto& [id, oldest] = dedup_order_.front();
+    Delete(IdKey(codec::kDedupPrefix, id));
+    dedup_.erase(oldest);
+    dedup_order_.pop_front();
+  }
+  internal::DedupEntry d{NewId(), kind, reply};
+  Put(IdKey(codec::kDedupPrefix, d.id), DedupValue(request_id, d));
+  dedup_order_.emplace_back(d.id, request_id);
+  dedup_.emplace(request_id, std::move(d));
+}
+
+// ---- Snapshot --------------------------------------------------------------
+
+std::map<std::string, std::string> LockCore::Snapshot() const {
+  std::map<std::string, std::string> out;
+  out[std::string(codec::kCountersKey)] = CountersValue();
+  for (const auto& [fh, f] : files_) {
+    for (const LockEntry& l : f.locks) {
+      out[IdKey(codec::kLockPrefix, l.token)] = LockValue(fh, l);
+    }
+    for (const WaiterEntry& w : f.waiters) {
+      out[IdKey(codec::kWaiterPrefix, w.id)] = WaiterValue(fh, w);
+    }
+    for (const ShareEntry& s : f.shares) {
+      out[IdKey(codec::kSharePrefix, s.id)] = ShareValue(fh, s);
+    }
+  }
+  for (const auto& [name, state] : client_states_) {
+    out[absl::StrCat(codec::kClientPrefix, name)] = ClientValue(state);
+  }
+  for (const GatewayState& g : gateways_) {
+    out[absl::StrCat(codec::kGatewayPrefix, g.name)] = GatewayValue(g);
+    for (const auto& [k, e] : g.monitors) {
+      out[IdKey(codec::kMonitorPrefix, e.id)] = MonitorValue(g, k, e);
+    }
+    for (const auto& [seq, e] : g.outbox) {
+      out[IdKey(codec::kEventPrefix, seq)] = EventValue(e);
+    }
+  }
+  for (const auto& [rid, d] : dedup_) {
+    out[IdKey(codec::kDedupPrefix, d.id)] = DedupValue(rid, d);
+  }
+  return out;
+}
+
+}  // namespace lockwarden::core
