@@ -84,8 +84,8 @@ bool Eventually(Pred pred, absl::Duration timeout = kWait) {
 TEST(CommitPipelineTest, ConcurrentSubmittersShareOneCommit) {
   MemoryStore memory;
   GatedStore gated(&memory);
-  CommitPipeline pipeline(&gated);
   Completions done;
+  CommitPipeline pipeline(&gated);
 
   gated.CloseGate();
   LW_ASSERT_OK(pipeline.Enqueue(OnePut(0), done.Callback(0)));
@@ -126,14 +126,17 @@ class SlowStore : public MemoryStore {
 };
 
 TEST(CommitPipelineTest, ClosedLoopClientsAreGrouped) {
-  SlowStore slow;
-  CommitPipeline pipeline(&slow);
   constexpr int kClients = 16;
   constexpr int kRequestsPerClient = 20;
+  // Declared before the pipeline so they outlive its thread, which may still
+  // be returning from a callback when a waiter wakes up.
+  std::vector<Completions> completions(kClients);
+  SlowStore slow;
+  CommitPipeline pipeline(&slow);
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
-      Completions mine;
+      Completions& mine = completions[c];
       for (int i = 0; i < kRequestsPerClient; ++i) {
         ASSERT_THAT(pipeline.Enqueue(OnePut(c * 1000 + i), mine.Callback(i)),
                     IsOk());
@@ -152,8 +155,8 @@ TEST(CommitPipelineTest, ClosedLoopClientsAreGrouped) {
 TEST(CommitPipelineTest, PreservesEnqueueOrder) {
   MemoryStore memory;
   RecordingStore recording(&memory);
-  CommitPipeline pipeline(&recording);
   Completions done;
+  CommitPipeline pipeline(&recording);
   // Like the service: apply and enqueue under one mutex.
   absl::Mutex service_mu;
   int next_seq = 0;
@@ -198,9 +201,9 @@ TEST(CommitPipelineTest, PreservesEnqueueOrder) {
 TEST(CommitPipelineTest, CallbackRunsOnlyAfterDurableCommit) {
   MemoryStore memory;
   GatedStore gated(&memory);
-  CommitPipeline pipeline(&gated);
   std::atomic<bool> called{false};
   Completions done;
+  CommitPipeline pipeline(&gated);
   gated.CloseGate();
   LW_ASSERT_OK(pipeline.Enqueue({Mutation::Put("lock", "held")},
                                 [&](absl::Status s) {
@@ -223,8 +226,8 @@ TEST(CommitPipelineTest, FailedCommitFailsItsGroupAndAllLaterWork) {
       std::make_unique<MemoryStore>(), FaultSpec::FailNth(2));
   FaultInjectingStore* faulty = faulty_owned.get();
   GatedStore gated(faulty);
-  CommitPipeline pipeline(&gated);
   Completions done;
+  CommitPipeline pipeline(&gated);
 
   LW_ASSERT_OK(pipeline.Enqueue(OnePut(1), done.Callback(1)));
   ASSERT_TRUE(done.WaitFor(1));
@@ -263,8 +266,8 @@ TEST(CommitPipelineTest, FailedCommitFailsItsGroupAndAllLaterWork) {
 TEST(CommitPipelineTest, FencedStoreKeepsFailedPreconditionAsCause) {
   FaultInjectingStore faulty(std::make_unique<MemoryStore>());
   faulty.SetFenced(true);
-  CommitPipeline pipeline(&faulty);
   Completions done;
+  CommitPipeline pipeline(&faulty);
   LW_ASSERT_OK(pipeline.Enqueue(OnePut(1), done.Callback(1)));
   ASSERT_TRUE(done.WaitFor(1));
   EXPECT_THAT(done.results()[0], StatusIs(absl::StatusCode::kUnavailable));
@@ -277,8 +280,8 @@ TEST(CommitPipelineTest, FullQueueRefusesWithResourceExhausted) {
   GatedStore gated(&memory);
   CommitPipelineOptions options;
   options.max_queued_deltas = 4;
-  CommitPipeline pipeline(&gated, options);
   Completions done;
+  CommitPipeline pipeline(&gated, options);
   gated.CloseGate();
   LW_ASSERT_OK(pipeline.Enqueue(OnePut(0), done.Callback(0)));
   ASSERT_TRUE(gated.WaitForCommitsStarted(1, kWait));  // 0 is in flight.
@@ -304,8 +307,8 @@ TEST(CommitPipelineTest, ReservedSlotIsNeverRefusedForCapacity) {
   MemoryStore memory;
   CommitPipelineOptions options;
   options.max_queued_deltas = 2;
-  CommitPipeline pipeline(&memory, options);
   Completions done;
+  CommitPipeline pipeline(&memory, options);
   absl::StatusOr<CommitPipeline::Slot> a = pipeline.ReserveSlot();
   absl::StatusOr<CommitPipeline::Slot> b = pipeline.ReserveSlot();
   ASSERT_THAT(a, IsOk());
@@ -326,8 +329,8 @@ TEST(CommitPipelineTest, OversizedDeltaIsRefusedAndPipelineStaysHealthy) {
   StoreLimits limits;
   limits.max_mutations_per_batch = 4;
   MemoryStore memory(limits);
-  CommitPipeline pipeline(&memory);
   Completions done;
+  CommitPipeline pipeline(&memory);
   Delta big(5, Mutation::Put("k", "v"));
   EXPECT_THAT(pipeline.Enqueue(big, done.Callback(0)),
               StatusIs(absl::StatusCode::kInvalidArgument));
@@ -348,8 +351,8 @@ TEST(CommitPipelineTest, GroupsAreCutAtTheStoreBatchLimit) {
   MemoryStore memory(limits);
   RecordingStore recording(&memory);
   GatedStore gated(&recording);
-  CommitPipeline pipeline(&gated);
   Completions done;
+  CommitPipeline pipeline(&gated);
   gated.CloseGate();
   LW_ASSERT_OK(pipeline.Enqueue(OnePut(0), done.Callback(0)));
   ASSERT_TRUE(gated.WaitForCommitsStarted(1, kWait));
@@ -373,8 +376,8 @@ TEST(CommitPipelineTest, GroupsAreCutAtTheStoreBatchLimit) {
 TEST(CommitPipelineTest, ShutdownDrainsQueuedWork) {
   MemoryStore memory;
   GatedStore gated(&memory);
-  CommitPipeline pipeline(&gated);
   Completions done;
+  CommitPipeline pipeline(&gated);
   gated.CloseGate();
   for (int i = 0; i < 11; ++i) {
     LW_ASSERT_OK(pipeline.Enqueue(OnePut(i), done.Callback(i)));
@@ -400,8 +403,8 @@ TEST(CommitPipelineTest, ShutdownDrainsQueuedWork) {
 
 TEST(CommitPipelineTest, ShutdownWaitsForReservedSlots) {
   MemoryStore memory;
-  CommitPipeline pipeline(&memory);
   Completions done;
+  CommitPipeline pipeline(&memory);
   absl::StatusOr<CommitPipeline::Slot> slot = pipeline.ReserveSlot();
   ASSERT_THAT(slot, IsOk());
   std::atomic<bool> shut{false};
