@@ -197,92 +197,92 @@ struct ProcCase {
 
 std::vector<ProcCase> NlmV1Cases() {
   return {
-      {"NULL", NLM_NULL, nullptr, nullptr},
-      {"TEST", NLM_TEST, LW_RT(xdr_nlm_testargs, MakeTestArgs),
+      {"NULL", NLMPROC_NULL, nullptr, nullptr},
+      {"TEST", NLMPROC_TEST, LW_RT(xdr_nlm_testargs, MakeTestArgs),
        LW_RT(xdr_nlm_testres, MakeTestRes)},
-      {"LOCK", NLM_LOCK, LW_RT(xdr_nlm_lockargs, MakeLockArgs),
+      {"LOCK", NLMPROC_LOCK, LW_RT(xdr_nlm_lockargs, MakeLockArgs),
        LW_RT(xdr_nlm_res, MakeRes)},
-      {"CANCEL", NLM_CANCEL, LW_RT(xdr_nlm_cancargs, MakeCancArgs),
+      {"CANCEL", NLMPROC_CANCEL, LW_RT(xdr_nlm_cancargs, MakeCancArgs),
        LW_RT(xdr_nlm_res, MakeRes)},
-      {"UNLOCK", NLM_UNLOCK, LW_RT(xdr_nlm_unlockargs, MakeUnlockArgs),
+      {"UNLOCK", NLMPROC_UNLOCK, LW_RT(xdr_nlm_unlockargs, MakeUnlockArgs),
        LW_RT(xdr_nlm_res, MakeRes)},
-      {"GRANTED", NLM_GRANTED, LW_RT(xdr_nlm_testargs, MakeTestArgs),
+      {"GRANTED", NLMPROC_GRANTED, LW_RT(xdr_nlm_testargs, MakeTestArgs),
        LW_RT(xdr_nlm_res, MakeRes)},
-      {"TEST_MSG", NLM_TEST_MSG, LW_RT(xdr_nlm_testargs, MakeTestArgs),
+      {"TEST_MSG", NLMPROC_TEST_MSG, LW_RT(xdr_nlm_testargs, MakeTestArgs),
        nullptr},
-      {"LOCK_MSG", NLM_LOCK_MSG, LW_RT(xdr_nlm_lockargs, MakeLockArgs),
+      {"LOCK_MSG", NLMPROC_LOCK_MSG, LW_RT(xdr_nlm_lockargs, MakeLockArgs),
        nullptr},
-      {"CANCEL_MSG", NLM_CANCEL_MSG, LW_RT(xdr_nlm_cancargs, MakeCancArgs),
+      {"CANCEL_MSG", NLMPROC_CANCEL_MSG, LW_RT(xdr_nlm_cancargs, MakeCancArgs),
        nullptr},
-      {"UNLOCK_MSG", NLM_UNLOCK_MSG,
+      {"UNLOCK_MSG", NLMPROC_UNLOCK_MSG,
        LW_RT(xdr_nlm_unlockargs, MakeUnlockArgs), nullptr},
-      {"GRANTED_MSG", NLM_GRANTED_MSG, LW_RT(xdr_nlm_testargs, MakeTestArgs),
+      {"GRANTED_MSG", NLMPROC_GRANTED_MSG, LW_RT(xdr_nlm_testargs, MakeTestArgs),
        nullptr},
-      {"TEST_RES", NLM_TEST_RES, LW_RT(xdr_nlm_testres, MakeTestRes),
+      {"TEST_RES", NLMPROC_TEST_RES, LW_RT(xdr_nlm_testres, MakeTestRes),
        nullptr},
-      {"LOCK_RES", NLM_LOCK_RES, LW_RT(xdr_nlm_res, MakeRes), nullptr},
-      {"CANCEL_RES", NLM_CANCEL_RES, LW_RT(xdr_nlm_res, MakeRes), nullptr},
-      {"UNLOCK_RES", NLM_UNLOCK_RES, LW_RT(xdr_nlm_res, MakeRes), nullptr},
-      {"GRANTED_RES", NLM_GRANTED_RES, LW_RT(xdr_nlm_res, MakeRes), nullptr},
-      {"SM_NOTIFY", NLM_SM_NOTIFY, LW_RT(xdr_nlm_sm_status, MakeSmStatus),
+      {"LOCK_RES", NLMPROC_LOCK_RES, LW_RT(xdr_nlm_res, MakeRes), nullptr},
+      {"CANCEL_RES", NLMPROC_CANCEL_RES, LW_RT(xdr_nlm_res, MakeRes), nullptr},
+      {"UNLOCK_RES", NLMPROC_UNLOCK_RES, LW_RT(xdr_nlm_res, MakeRes), nullptr},
+      {"GRANTED_RES", NLMPROC_GRANTED_RES, LW_RT(xdr_nlm_res, MakeRes), nullptr},
+      {"SM_NOTIFY", NLMPROC_SM_NOTIFY, LW_RT(xdr_nlm_sm_status, MakeSmStatus),
        nullptr},
   };
 }
 
 std::vector<ProcCase> NlmV3Cases() {
   std::vector<ProcCase> cases = NlmV1Cases();
-  cases.push_back({"SHARE", NLM_SHARE, LW_RT(xdr_nlm_shareargs, MakeShareArgs),
+  cases.push_back({"SHARE", NLMPROC_SHARE, LW_RT(xdr_nlm_shareargs, MakeShareArgs),
                    LW_RT(xdr_nlm_shareres, MakeShareRes)});
-  cases.push_back({"UNSHARE", NLM_UNSHARE,
+  cases.push_back({"UNSHARE", NLMPROC_UNSHARE,
                    LW_RT(xdr_nlm_shareargs, MakeShareArgs),
                    LW_RT(xdr_nlm_shareres, MakeShareRes)});
-  cases.push_back({"NM_LOCK", NLM_NM_LOCK,
+  cases.push_back({"NM_LOCK", NLMPROC_NM_LOCK,
                    LW_RT(xdr_nlm_lockargs, MakeLockArgs),
                    LW_RT(xdr_nlm_res, MakeRes)});
-  cases.push_back({"FREE_ALL", NLM_FREE_ALL, LW_RT(xdr_nlm_notify, MakeNotify),
+  cases.push_back({"FREE_ALL", NLMPROC_FREE_ALL, LW_RT(xdr_nlm_notify, MakeNotify),
                    nullptr});
   return cases;
 }
 
 std::vector<ProcCase> NlmV4Cases() {
   return {
-      {"NULL", NLM4_NULL, nullptr, nullptr},
-      {"TEST", NLM4_TEST, LW_RT(xdr_nlm4_testargs, MakeTestArgs4),
+      {"NULL", NLMPROC4_NULL, nullptr, nullptr},
+      {"TEST", NLMPROC4_TEST, LW_RT(xdr_nlm4_testargs, MakeTestArgs4),
        LW_RT(xdr_nlm4_testres, MakeTestRes4)},
-      {"LOCK", NLM4_LOCK, LW_RT(xdr_nlm4_lockargs, MakeLockArgs4),
+      {"LOCK", NLMPROC4_LOCK, LW_RT(xdr_nlm4_lockargs, MakeLockArgs4),
        LW_RT(xdr_nlm4_res, MakeRes4)},
-      {"CANCEL", NLM4_CANCEL, LW_RT(xdr_nlm4_cancargs, MakeCancArgs4),
+      {"CANCEL", NLMPROC4_CANCEL, LW_RT(xdr_nlm4_cancargs, MakeCancArgs4),
        LW_RT(xdr_nlm4_res, MakeRes4)},
-      {"UNLOCK", NLM4_UNLOCK, LW_RT(xdr_nlm4_unlockargs, MakeUnlockArgs4),
+      {"UNLOCK", NLMPROC4_UNLOCK, LW_RT(xdr_nlm4_unlockargs, MakeUnlockArgs4),
        LW_RT(xdr_nlm4_res, MakeRes4)},
-      {"GRANTED", NLM4_GRANTED, LW_RT(xdr_nlm4_testargs, MakeTestArgs4),
+      {"GRANTED", NLMPROC4_GRANTED, LW_RT(xdr_nlm4_testargs, MakeTestArgs4),
        LW_RT(xdr_nlm4_res, MakeRes4)},
-      {"TEST_MSG", NLM4_TEST_MSG, LW_RT(xdr_nlm4_testargs, MakeTestArgs4),
+      {"TEST_MSG", NLMPROC4_TEST_MSG, LW_RT(xdr_nlm4_testargs, MakeTestArgs4),
        nullptr},
-      {"LOCK_MSG", NLM4_LOCK_MSG, LW_RT(xdr_nlm4_lockargs, MakeLockArgs4),
+      {"LOCK_MSG", NLMPROC4_LOCK_MSG, LW_RT(xdr_nlm4_lockargs, MakeLockArgs4),
        nullptr},
-      {"CANCEL_MSG", NLM4_CANCEL_MSG, LW_RT(xdr_nlm4_cancargs, MakeCancArgs4),
+      {"CANCEL_MSG", NLMPROC4_CANCEL_MSG, LW_RT(xdr_nlm4_cancargs, MakeCancArgs4),
        nullptr},
-      {"UNLOCK_MSG", NLM4_UNLOCK_MSG,
+      {"UNLOCK_MSG", NLMPROC4_UNLOCK_MSG,
        LW_RT(xdr_nlm4_unlockargs, MakeUnlockArgs4), nullptr},
-      {"GRANTED_MSG", NLM4_GRANTED_MSG,
+      {"GRANTED_MSG", NLMPROC4_GRANTED_MSG,
        LW_RT(xdr_nlm4_testargs, MakeTestArgs4), nullptr},
-      {"TEST_RES", NLM4_TEST_RES, LW_RT(xdr_nlm4_testres, MakeTestRes4),
+      {"TEST_RES", NLMPROC4_TEST_RES, LW_RT(xdr_nlm4_testres, MakeTestRes4),
        nullptr},
-      {"LOCK_RES", NLM4_LOCK_RES, LW_RT(xdr_nlm4_res, MakeRes4), nullptr},
-      {"CANCEL_RES", NLM4_CANCEL_RES, LW_RT(xdr_nlm4_res, MakeRes4), nullptr},
-      {"UNLOCK_RES", NLM4_UNLOCK_RES, LW_RT(xdr_nlm4_res, MakeRes4), nullptr},
-      {"GRANTED_RES", NLM4_GRANTED_RES, LW_RT(xdr_nlm4_res, MakeRes4),
+      {"LOCK_RES", NLMPROC4_LOCK_RES, LW_RT(xdr_nlm4_res, MakeRes4), nullptr},
+      {"CANCEL_RES", NLMPROC4_CANCEL_RES, LW_RT(xdr_nlm4_res, MakeRes4), nullptr},
+      {"UNLOCK_RES", NLMPROC4_UNLOCK_RES, LW_RT(xdr_nlm4_res, MakeRes4), nullptr},
+      {"GRANTED_RES", NLMPROC4_GRANTED_RES, LW_RT(xdr_nlm4_res, MakeRes4),
        nullptr},
-      {"SM_NOTIFY", NLM4_SM_NOTIFY, LW_RT(xdr_nlm_sm_status, MakeSmStatus),
+      {"SM_NOTIFY", NLMPROC4_SM_NOTIFY, LW_RT(xdr_nlm_sm_status, MakeSmStatus),
        nullptr},
-      {"SHARE", NLM4_SHARE, LW_RT(xdr_nlm4_shareargs, MakeShareArgs4),
+      {"SHARE", NLMPROC4_SHARE, LW_RT(xdr_nlm4_shareargs, MakeShareArgs4),
        LW_RT(xdr_nlm4_shareres, MakeShareRes4)},
-      {"UNSHARE", NLM4_UNSHARE, LW_RT(xdr_nlm4_shareargs, MakeShareArgs4),
+      {"UNSHARE", NLMPROC4_UNSHARE, LW_RT(xdr_nlm4_shareargs, MakeShareArgs4),
        LW_RT(xdr_nlm4_shareres, MakeShareRes4)},
-      {"NM_LOCK", NLM4_NM_LOCK, LW_RT(xdr_nlm4_lockargs, MakeLockArgs4),
+      {"NM_LOCK", NLMPROC4_NM_LOCK, LW_RT(xdr_nlm4_lockargs, MakeLockArgs4),
        LW_RT(xdr_nlm4_res, MakeRes4)},
-      {"FREE_ALL", NLM4_FREE_ALL, LW_RT(xdr_nlm4_notify, MakeNotify4),
+      {"FREE_ALL", NLMPROC4_FREE_ALL, LW_RT(xdr_nlm4_notify, MakeNotify4),
        nullptr},
   };
 }
@@ -349,15 +349,20 @@ TEST(XdrRoundTripTest, ProcedureNumbersMatchTheProtocol) {
   EXPECT_EQ(NLM_VERS, 1);
   EXPECT_EQ(NLM_VERSX, 3);
   EXPECT_EQ(NLM4_VERS, 4);
-  EXPECT_EQ(NLM_TEST_RES, 11);
-  EXPECT_EQ(NLM_LOCK_RES, 12);
-  EXPECT_EQ(NLM4_GRANTED_RES, 15);
-  EXPECT_EQ(NLM4_SM_NOTIFY, 16);
-  EXPECT_EQ(NLM4_SHARE, 20);
-  EXPECT_EQ(NLM4_FREE_ALL, 23);
+  EXPECT_EQ(NLMPROC_TEST_RES, 11);
+  EXPECT_EQ(NLMPROC_LOCK_RES, 12);
+  EXPECT_EQ(NLMPROC4_GRANTED_RES, 15);
+  EXPECT_EQ(NLMPROC4_SM_NOTIFY, 16);
+  EXPECT_EQ(NLMPROC4_SHARE, 20);
+  EXPECT_EQ(NLMPROC4_FREE_ALL, 23);
   EXPECT_EQ(SM_PROG, 100024);
   EXPECT_EQ(SM_NOTIFY, 6);
   EXPECT_EQ(NLM4_FAILED, 9);
+  // Status values are not shadowed by procedure #defines.
+  EXPECT_EQ(NLM4_GRANTED, 0);
+  EXPECT_EQ(NLM4_DENIED, 1);
+  EXPECT_EQ(LCK_GRANTED, 0);
+  EXPECT_EQ(NLMPROC4_GRANTED, 5);
   EXPECT_EQ(NLM4_STALE_FH, 7);
 }
 

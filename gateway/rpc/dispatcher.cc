@@ -1,0 +1,256 @@
+#include "gateway/rpc/dispatcher.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace lockwarden::gateway {
+namespace {
+
+absl::Time NowOf(const Clock* clock) {
+  return absl::FromUnixMillis(clock->NowMs());
+}
+
+}  // namespace
+
+ProcedureSpec MakeVoidProcedure(std::string name, ProcedureHandler handler) {
+  return ProcedureSpec{std::move(name), XdrVoid(), 0, XdrVoid(), false,
+                       std::move(handler)};
+}
+
+RpcCall::RpcCall(CallContext context, CallHeader header,
+                 std::shared_ptr<const ProcedureSpec> spec, ReplySink sink,
+                 DuplicateRequestCache* drc, std::optional<DrcKey> drc_key,
+                 const Clock* clock)
+    : context_(std::move(context)),
+      header_(std::move(header)),
+      spec_(std::move(spec)),
+      sink_(std::move(sink)),
+      drc_(drc),
+      drc_key_(std::move(drc_key)),
+      clock_(clock) {
+  const size_t words =
+      (spec_->args_size + sizeof(std::max_align_t) - 1) /
+      sizeof(std::max_align_t);
+  const size_t allocated = words > 0 ? words : 1;
+  args_.reset(new std::max_align_t[allocated]);
+  // rpcgen decoders reuse non-null pointers, so the object must start zeroed.
+  std::memset(args_.get(), 0, allocated * sizeof(std::max_align_t));
+}
+
+RpcCall::~RpcCall() {
+  if (args_decoded_) XdrFree(spec_->args_decoder, args_.get());
+  if (!answered_) {
+    LogEvent(LogLevel::kWarn, "rpc_call_dropped_unanswered",
+             {{"proc", spec_->name},
+              {"xid", header_.xid},
+              {"peer", context_.peer_address}});
+    if (drc_ != nullptr && drc_key_.has_value()) drc_->Abandon(*drc_key_);
+    if (sink_) sink_(std::nullopt);
+  }
+}
+
+absl::Status RpcCall::Finish(std::optional<std::string> reply) {
+  if (answered_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        spec_->name, " xid ", header_.xid, " was already answered"));
+  }
+  answered_ = true;
+  if (drc_ != nullptr && drc_key_.has_value()) {
+    drc_->Complete(*drc_key_, reply.value_or(std::string()), NowOf(clock_));
+  }
+  ReplySink sink = std::move(sink_);
+  sink_ = nullptr;
+  sink(std::move(reply));
+  return absl::OkStatus();
+}
+
+absl::Status RpcCall::Reply(const void* result) {
+  if (answered_) return Finish(std::nullopt);  // reports the misuse
+  absl::StatusOr<std::string> bytes =
+      EncodeSuccessReply(header_.xid, spec_->result_encoder, result);
+  if (!bytes.ok()) {
+    LogEvent(LogLevel::kError, "rpc_result_encode_failed",
+             {{"proc", spec_->name}, {"status", bytes.status()}});
+    Finish(EncodeAcceptedError(header_.xid, AcceptStat::kSystemErr))
+        .IgnoreError();
+    return bytes.status();
+  }
+  return Finish(*std::move(bytes));
+}
+
+absl::Status RpcCall::ReplyNone() { return Finish(std::nullopt); }
+
+absl::Status RpcCall::ReplyError(AcceptStat stat) {
+  if (stat == AcceptStat::kSuccess || stat == AcceptStat::kProgMismatch) {
+    return absl::InvalidArgumentError(
+        "ReplyError takes an error without a body");
+  }
+  return Finish(EncodeAcceptedError(header_.xid, stat));
+}
+
+Dispatcher::Dispatcher(DispatcherOptions options)
+    : drc_(options.drc),
+      clock_(options.clock != nullptr ? options.clock : &real_clock_) {}
+
+absl::Status Dispatcher::RegisterProcedure(uint32_t prog, uint32_t vers,
+                                           uint32_t proc, ProcedureSpec spec) {
+  if (!spec.handler || spec.args_decoder == nullptr ||
+      spec.result_encoder == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("procedure ", spec.name, " lacks a handler or codec"));
+  }
+  absl::MutexLock lock(&mu_);
+  auto& procs = programs_[prog].procedures;
+  auto [it, inserted] = procs.emplace(
+      std::make_pair(vers, proc),
+      std::make_shared<const ProcedureSpec>(std::move(spec)));
+  if (!inserted) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "procedure ", prog, "/", vers, "/", proc, " already registered"));
+  }
+  return absl::OkStatus();
+}
+
+std::optional<std::pair<uint32_t, uint32_t>> Dispatcher::VersionRange(
+    uint32_t prog) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = programs_.find(prog);
+  if (it == programs_.end() || it->second.procedures.empty()) {
+    return std::nullopt;
+  }
+  return std::make_pair(it->second.procedures.begin()->first.first,
+                        it->second.procedures.rbegin()->first.first);
+}
+
+std::shared_ptr<const ProcedureSpec> Dispatcher::Resolve(
+    const CallHeader& h, std::string* error_reply) {
+  absl::MutexLock lock(&mu_);
+  auto prog = programs_.find(h.prog);
+  if (prog == programs_.end() || prog->second.procedures.empty()) {
+    ++stats_.prog_unavail;
+    *error_reply = EncodeAcceptedError(h.xid, AcceptStat::kProgUnavail);
+    return nullptr;
+  }
+  const auto& procs = prog->second.procedures;
+  auto version = procs.lower_bound({h.vers, 0});
+  if (version == procs.end() || version->first.first != h.vers) {
+    ++stats_.prog_mismatch;
+    *error_reply = EncodeProgMismatch(h.xid, procs.begin()->first.first,
+                                      procs.rbegin()->first.first);
+    return nullptr;
+  }
+  auto it = procs.find({h.vers, h.proc});
+  if (it == procs.end()) {
+    ++stats_.proc_unavail;
+    *error_reply = EncodeAcceptedError(h.xid, AcceptStat::kProcUnavail);
+    return nullptr;
+  }
+  return it->second;
+}
+
+void Dispatcher::Dispatch(const CallContext& context,
+                          absl::string_view message, ReplySink sink) {
+  DecodedCall decoded = DecodeCall(message);
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.calls;
+    switch (decoded.outcome) {
+      case DecodedCall::Outcome::kDrop:
+        ++stats_.dropped;
+        break;
+      case DecodedCall::Outcome::kRpcMismatch:
+        ++stats_.rpc_mismatch;
+        break;
+      case DecodedCall::Outcome::kAuthError:
+        ++stats_.auth_errors;
+        break;
+      case DecodedCall::Outcome::kOk:
+        break;
+    }
+  }
+  switch (decoded.outcome) {
+    case DecodedCall::Outcome::kDrop:
+      LogEvent(LogLevel::kDebug, "rpc_message_dropped",
+               {{"peer", context.peer_address}, {"reason", decoded.reason}});
+      sink(std::nullopt);
+      return;
+    case DecodedCall::Outcome::kRpcMismatch:
+      sink(EncodeRpcMismatch(decoded.header.xid));
+      return;
+    case DecodedCall::Outcome::kAuthError:
+      LogEvent(LogLevel::kInfo, "rpc_auth_rejected",
+               {{"peer", context.peer_address}, {"reason", decoded.reason}});
+      sink(EncodeAuthError(decoded.header.xid, decoded.auth_stat));
+      return;
+    case DecodedCall::Outcome::kOk:
+      break;
+  }
+  const CallHeader& h = decoded.header;
+  std::string error_reply;
+  std::shared_ptr<const ProcedureSpec> spec = Resolve(h, &error_reply);
+  if (spec == nullptr) {
+    sink(std::move(error_reply));
+    return;
+  }
+  const absl::string_view args_bytes = message.substr(h.args_offset);
+
+  std::optional<DrcKey> key;
+  if (drc_ != nullptr && spec->use_drc) {
+    key = DrcKey::Make(context.peer_address, h.xid, h.prog, h.vers, h.proc,
+                       args_bytes);
+    DuplicateRequestCache::Lookup hit = drc_->Begin(*key, NowOf(clock_));
+    if (hit.state != DuplicateRequestCache::State::kNew) {
+      {
+        absl::MutexLock lock(&mu_);
+        ++(hit.state == DuplicateRequestCache::State::kCompleted
+               ? stats_.drc_replays
+               : stats_.dropped);
+      }
+      if (hit.state == DuplicateRequestCache::State::kCompleted &&
+          !hit.reply.empty()) {
+        sink(std::move(hit.reply));
+      } else {
+        sink(std::nullopt);
+      }
+      return;
+    }
+  }
+
+  std::unique_ptr<RpcCall> call(new RpcCall(context, h, spec, std::move(sink),
+                                            drc_, std::move(key), clock_));
+  absl::Status decode =
+      XdrDecode(spec->args_decoder, args_bytes, call->args_raw());
+  if (!decode.ok()) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++stats_.garbage_args;
+    }
+    LogEvent(LogLevel::kInfo, "rpc_garbage_args",
+             {{"proc", spec->name},
+              {"xid", h.xid},
+              {"peer", context.peer_address},
+              {"status", decode}});
+    // Not cached: the same bytes would fail the same way, and caching would
+    // only spend room.
+    if (call->drc_ != nullptr && call->drc_key_.has_value()) {
+      call->drc_->Abandon(*call->drc_key_);
+    }
+    ReplySink reply = std::move(call->sink_);
+    call->sink_ = nullptr;
+    call->answered_ = true;
+    reply(EncodeAcceptedError(h.xid, AcceptStat::kGarbageArgs));
+    return;
+  }
+  call->args_decoded_ = true;
+  spec->handler(std::move(call));
+}
+
+DispatcherStats Dispatcher::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace lockwarden::gateway
