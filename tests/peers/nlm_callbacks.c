@@ -1,0 +1,254 @@
+/*
+ * nlm_callbacks: see nlm_callbacks.h.
+ */
+#include "tests/peers/nlm_callbacks.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nfsc/libnfs.h>
+#include <nfsc/libnfs-raw.h>
+#include <nfsc/libnfs-raw-nlm.h>
+
+#include "tests/peers/nlm_util.h"
+#include "tests/peers/raw_rpc.h"
+
+/* Exported by libnfs 4.0, declared only in its private header: the source
+ * address of the datagram a UDP server context is processing. */
+struct sockaddr *rpc_get_recv_sockaddr(struct rpc_context *rpc);
+
+/* At most this many TCP connections at once (a lock server opens one or
+ * two); more are refused by closing them. */
+#define TCP_CONNECTIONS_MAX 16
+#define NLM4_PROC_GRANTED 5
+#define NLM4_PROC_GRANTED_MSG 10
+#define NLM4_PROC_GRANTED_RES 15
+#define GRANTED_RES_TIMEOUT_MS 2000
+#define POLL_SLICE_MS 100
+
+static volatile sig_atomic_t g_stop;
+static int g_callbacks;
+static const struct serve_options *g_opts;
+static struct rpc_context *g_udp; /* the one UDP server context */
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+static void peer_address(struct rpc_context *rpc, bool udp, char *out,
+                         size_t cap) {
+  struct sockaddr_storage ss;
+  const struct sockaddr *sa = NULL;
+  if (udp) {
+    sa = rpc_get_recv_sockaddr(rpc);
+  } else {
+    socklen_t len = sizeof(ss);
+    if (getpeername(rpc_get_fd(rpc), (struct sockaddr *)&ss, &len) == 0)
+      sa = (struct sockaddr *)&ss;
+  }
+  snprintf(out, cap, "?");
+  if (sa != NULL && sa->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out,
+              (socklen_t)cap);
+  } else if (sa != NULL && sa->sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+              (socklen_t)cap);
+  }
+}
+
+static void print_granted(const char *what, const NLM4_GRANTEDargs *a,
+                          const char *from, bool udp) {
+  char oh[2 * 64 + 4], fh[2 * NLM4_FH_MAX + 4], cookie[2 * 64 + 4];
+  const char *ohs = a->lock.oh ? a->lock.oh : "";
+  printf("%s caller=%s svid=%u oh=%s fh=%s offset=%" PRIu64 " len=%" PRIu64
+         " excl=%u cookie=%s from=%s proto=%s\n",
+         what, a->lock.caller_name ? a->lock.caller_name : "", a->lock.svid,
+         hex_encode(ohs, strlen(ohs), oh, sizeof(oh)),
+         hex_encode(a->lock.fh.data.data_val, a->lock.fh.data.data_len, fh,
+                    sizeof(fh)),
+         a->lock.l_offset, a->lock.l_len, a->exclusive,
+         hex_encode(a->cookie.data.data_val, a->cookie.data.data_len, cookie,
+                    sizeof(cookie)),
+         from, udp ? "udp" : "tcp");
+  fflush(stdout);
+}
+
+static int proc_null(struct rpc_context *rpc, struct rpc_msg *call) {
+  return rpc_send_reply(rpc, call, NULL, (zdrproc_t)zdr_void, 0);
+}
+
+static int proc_granted(struct rpc_context *rpc, struct rpc_msg *call) {
+  NLM4_GRANTEDargs *a = (NLM4_GRANTEDargs *)call->body.cbody.args;
+  bool udp = rpc == g_udp;
+  char from[INET6_ADDRSTRLEN];
+  peer_address(rpc, udp, from, sizeof(from));
+  print_granted("GRANTED", a, from, udp);
+  g_callbacks++;
+  NLM4_GRANTEDres res;
+  res.cookie = a->cookie;
+  res.status = (nlmstat4)g_opts->reply_status;
+  return rpc_send_reply(rpc, call, &res, (zdrproc_t)zdr_NLM4_GRANTEDres,
+                        sizeof(res) + a->cookie.data.data_len);
+}
+
+/* GRANTED_RES goes to the sender's NLM as a new one-way call, the way
+ * Linux lockd answers; the port comes from the sender's rpcbind. */
+static void send_granted_res(const char *to, const nlm_cookie *cookie) {
+  char err[256], buf[1024];
+  int port = raw_rpcb_getport(to, NLM_PROGRAM, NLM_V4, true, err, sizeof(err));
+  if (port < 0) {
+    printf("GRANTED_RES RPC_ERROR %s\n", err);
+    return;
+  }
+  NLM4_GRANTEDres res = {*cookie, (nlmstat4)g_opts->reply_status};
+  ZDR z;
+  zdrmem_create(&z, buf, sizeof(buf), ZDR_ENCODE);
+  bool ok = zdr_NLM4_GRANTEDres(&z, &res);
+  size_t len = zdr_getpos(&z);
+  zdr_destroy(&z);
+  if (!ok || raw_rpc_call(to, port, true, NLM_PROGRAM, NLM_V4,
+                          NLM4_PROC_GRANTED_RES, buf, len, NULL, 0, NULL,
+                          GRANTED_RES_TIMEOUT_MS, err, sizeof(err)) != 0) {
+    printf("GRANTED_RES RPC_ERROR %s\n", ok ? err : "encoding failed");
+    return;
+  }
+  printf("GRANTED_RES %s to=%s:%d\n", nlm4_stat_name(g_opts->reply_status),
+         to, port);
+}
+
+static int proc_granted_msg(struct rpc_context *rpc, struct rpc_msg *call) {
+  NLM4_GRANTEDargs *a = (NLM4_GRANTEDargs *)call->body.cbody.args;
+  bool udp = rpc == g_udp;
+  char from[INET6_ADDRSTRLEN];
+  peer_address(rpc, udp, from, sizeof(from));
+  print_granted("GRANTED_MSG", a, from, udp);
+  g_callbacks++;
+  if (g_opts->send_granted_res) send_granted_res(from, &a->cookie);
+  fflush(stdout);
+  return 0; /* _MSG procedures get no RPC reply */
+}
+
+static struct service_proc kProcs[] = {
+    {0, proc_null, (zdrproc_t)zdr_void, 0},
+    {NLM4_PROC_GRANTED, proc_granted, (zdrproc_t)zdr_NLM4_GRANTEDargs,
+     sizeof(NLM4_GRANTEDargs)},
+    {NLM4_PROC_GRANTED_MSG, proc_granted_msg, (zdrproc_t)zdr_NLM4_GRANTEDargs,
+     sizeof(NLM4_GRANTEDargs)},
+};
+#define PROCS_COUNT ((int)(sizeof(kProcs) / sizeof(kProcs[0])))
+
+static int bound_socket(int type, int port) {
+  int fd = socket(AF_INET, type, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  struct sockaddr_in sin;
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)port);
+  if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+      (type == SOCK_STREAM && listen(fd, TCP_CONNECTIONS_MAX) != 0)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static struct rpc_context *server_context(int fd) {
+  struct rpc_context *rpc = rpc_init_server_context(fd);
+  if (rpc != NULL &&
+      rpc_register_service(rpc, NLM_PROGRAM, NLM_V4, kProcs, PROCS_COUNT) !=
+          0) {
+    rpc_destroy_context(rpc);
+    return NULL;
+  }
+  return rpc;
+}
+
+int serve_callbacks(const struct serve_options *o) {
+  g_opts = o;
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+  signal(SIGPIPE, SIG_IGN);
+  int ufd = bound_socket(SOCK_DGRAM, o->port);
+  int lfd = bound_socket(SOCK_STREAM, o->port);
+  if (ufd < 0 || lfd < 0) {
+    fprintf(stderr, "nlm_client: cannot bind port %d: %s\n", o->port,
+            strerror(errno));
+    return 1;
+  }
+  struct rpc_context *udp = server_context(ufd);
+  g_udp = udp;
+  if (udp == NULL) {
+    fprintf(stderr, "nlm_client: cannot create the UDP service\n");
+    return 1;
+  }
+  if (o->register_pmap &&
+      (raw_pmap_set(NLM_PROGRAM, NLM_V4, true, o->port) != 0 ||
+       raw_pmap_set(NLM_PROGRAM, NLM_V4, false, o->port) != 0)) {
+    fprintf(stderr, "nlm_client: rpcbind refused NLM v4 on port %d\n",
+            o->port);
+    return 1;
+  }
+  printf("serving port=%d registered=%d\n", o->port, o->register_pmap);
+  fflush(stdout);
+
+  struct rpc_context *tcp[TCP_CONNECTIONS_MAX] = {0};
+  int64_t deadline = now_ms() + (int64_t)o->max_seconds * 1000;
+  while (!g_stop && now_ms() < deadline &&
+         (o->max_callbacks == 0 || g_callbacks < o->max_callbacks)) {
+    struct pollfd pfds[2 + TCP_CONNECTIONS_MAX];
+    int n = 0;
+    pfds[n++] = (struct pollfd){lfd, POLLIN, 0};
+    pfds[n++] = (struct pollfd){ufd, (short)rpc_which_events(udp), 0};
+    int slot_of[TCP_CONNECTIONS_MAX];
+    for (int i = 0; i < TCP_CONNECTIONS_MAX; i++) {
+      if (tcp[i] == NULL) continue;
+      slot_of[n - 2] = i;
+      pfds[n++] = (struct pollfd){rpc_get_fd(tcp[i]),
+                                  (short)rpc_which_events(tcp[i]), 0};
+    }
+    if (poll(pfds, (nfds_t)n, POLL_SLICE_MS) < 0) continue; /* EINTR */
+    if (pfds[0].revents & POLLIN) {
+      int cfd = accept(lfd, NULL, NULL);
+      int slot = -1;
+      for (int i = 0; i < TCP_CONNECTIONS_MAX && slot < 0; i++)
+        if (tcp[i] == NULL) slot = i;
+      if (cfd >= 0 && (slot < 0 || (tcp[slot] = server_context(cfd)) == NULL))
+        close(cfd);
+    }
+    if (rpc_service(udp, pfds[1].revents) < 0) {
+      fprintf(stderr, "nlm_client: UDP service: %s\n", rpc_get_error(udp));
+    }
+    for (int k = 2; k < n; k++) {
+      int i = slot_of[k - 2];
+      if (rpc_service(tcp[i], pfds[k].revents) < 0) {
+        rpc_destroy_context(tcp[i]); /* peer closed or broke the stream */
+        tcp[i] = NULL;
+      }
+    }
+  }
+  /* Flush replies still queued on TCP (a GRANTED answered just now). */
+  for (int i = 0; i < TCP_CONNECTIONS_MAX; i++) {
+    if (tcp[i] == NULL) continue;
+    struct pollfd pfd = {rpc_get_fd(tcp[i]), POLLOUT, 0};
+    if (rpc_which_events(tcp[i]) & POLLOUT && poll(&pfd, 1, 500) > 0)
+      rpc_service(tcp[i], pfd.revents);
+    rpc_destroy_context(tcp[i]);
+  }
+  if (o->register_pmap) raw_pmap_unset(NLM_PROGRAM, NLM_V4);
+  printf("done callbacks=%d\n", g_callbacks);
+  fflush(stdout);
+  rpc_destroy_context(udp);
+  close(lfd);
+  return 0;
+}

@@ -1,0 +1,106 @@
+/*
+ * nlm_util: see nlm_util.h.
+ */
+#include "tests/peers/nlm_util.h"
+
+#include <ctype.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nfsc/libnfs.h>
+#include <nfsc/libnfs-raw.h>
+
+/* One poll() never sleeps longer than this, so libnfs can expire calls
+ * (rpc_service with no events) and our deadline is checked. */
+#define POLL_SLICE_MS 100
+
+static int hex_nibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = (char)tolower((unsigned char)c);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+int hex_decode(const char *hex, unsigned char *out, size_t cap) {
+  size_t n = strlen(hex);
+  if (n % 2 != 0 || n / 2 > cap) return -1;
+  for (size_t i = 0; i < n / 2; i++) {
+    int hi = hex_nibble(hex[2 * i]);
+    int lo = hex_nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return -1;
+    out[i] = (unsigned char)(hi << 4 | lo);
+  }
+  return (int)(n / 2);
+}
+
+char *hex_encode(const void *data, size_t len, char *out, size_t out_cap) {
+  static const char digits[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)data;
+  size_t pos = 0;
+  if (out_cap == 0) return out;
+  for (size_t i = 0; i < len; i++) {
+    if (pos + 2 + 4 > out_cap) {  /* room for "..." and NUL */
+      memcpy(out + pos, "...", 3);
+      pos += 3;
+      break;
+    }
+    out[pos++] = digits[p[i] >> 4];
+    out[pos++] = digits[p[i] & 15];
+  }
+  out[pos] = '\0';
+  return out;
+}
+
+static const char *const kStatNames[] = {
+    "NLM4_GRANTED",      "NLM4_DENIED",  "NLM4_DENIED_NOLOCKS",
+    "NLM4_BLOCKED",      "NLM4_DENIED_GRACE_PERIOD", "NLM4_DEADLCK",
+    "NLM4_ROFS",         "NLM4_STALE_FH", "NLM4_FBIG",
+    "NLM4_FAILED",
+};
+#define STAT_NAMES_COUNT ((int)(sizeof(kStatNames) / sizeof(kStatNames[0])))
+
+const char *nlm4_stat_name(int stat) {
+  static char other[32];
+  if (stat >= 0 && stat < STAT_NAMES_COUNT) return kStatNames[stat];
+  snprintf(other, sizeof(other), "NLM4_STAT_%d", stat);
+  return other;
+}
+
+int nlm4_stat_parse(const char *name) {
+  for (int i = 0; i < STAT_NAMES_COUNT; i++) {
+    if (strcmp(name, kStatNames[i]) == 0) return i;
+  }
+  char *end = NULL;
+  long v = strtol(name, &end, 10);
+  if (end != name && *end == '\0' && v >= 0 && v < 1000) return (int)v;
+  return -1;
+}
+
+int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int rpc_wait(struct rpc_context *rpc, const bool *done, int timeout_ms,
+             char *err, size_t err_len) {
+  int64_t deadline = now_ms() + timeout_ms;
+  while (!*done) {
+    int64_t left = deadline - now_ms();
+    if (left <= 0) {
+      snprintf(err, err_len, "timed out after %d ms", timeout_ms);
+      return -2;
+    }
+    struct pollfd pfd = {rpc_get_fd(rpc), (short)rpc_which_events(rpc), 0};
+    int n = poll(&pfd, 1, left < POLL_SLICE_MS ? (int)left : POLL_SLICE_MS);
+    if (n < 0) continue;  /* EINTR: re-check deadline and done */
+    if (rpc_service(rpc, n > 0 ? pfd.revents : 0) < 0) {
+      snprintf(err, err_len, "%s", rpc_get_error(rpc));
+      return -1;
+    }
+  }
+  return 0;
+}
