@@ -94,7 +94,9 @@ class CommitPipeline {
   using Callback = std::function<void(absl::Status)>;
 
   // A reserved queue position. Move-only; releases the reservation when
-  // destroyed unused.
+  // destroyed unused. Shutdown() (and so the destructor) waits for every
+  // outstanding slot, so a slot never outlives its pipeline; do not destroy
+  // the pipeline on a thread that still holds one.
   class Slot {
    public:
     Slot(Slot&& other) noexcept : pipeline_(other.pipeline_) {
