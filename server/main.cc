@@ -1,0 +1,127 @@
+// lockwarden-server: the durable NLM/NSM lock service.
+//
+//   lockwarden-server --listen=127.0.0.1:7420 --data-dir=/var/lib/lockwarden
+//
+// Every flag can also come from a config file (--config=FILE, TOML/INI:
+// `data-dir = "/var/lib/lockwarden"`); flags on the command line win.
+// SIGTERM/SIGINT shut down gracefully: health turns NOT_SERVING, in-flight
+// requests finish and are committed, the store is closed.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "server/service/lock_server.h"
+#include "server/store/rocksdb_store.h"
+
+namespace lockwarden {
+namespace {
+
+struct Flags {
+  std::string listen = "127.0.0.1:7420";
+  std::string data_dir = "/var/lib/lockwarden";
+  std::string store = "rocksdb";
+  std::string server_id;
+  std::string version = "dev";
+  std::string log_level = "info";
+  std::string log_format = "text";
+  service::LockServerOptions options;
+};
+
+void DefineFlags(CLI::App& app, Flags& f) {
+  app.set_config("--config", "", "read flags from this TOML/INI file");
+  app.add_option("--listen", f.listen, "gRPC listen address HOST:PORT (port 0 = ephemeral)")
+      ->capture_default_str();
+  app.add_option("--data-dir", f.data_dir, "RocksDB data directory (created if missing)")
+      ->capture_default_str();
+  app.add_option("--store", f.store, "state store backend")
+      ->check(CLI::IsMember({"rocksdb"}))
+      ->capture_default_str();
+  app.add_option("--server-id", f.server_id, "this server's id (default: host name)");
+  app.add_option("--grace-period-ms", f.options.core.grace_period_ms,
+                 "grace period after a real loss of lock state (SIMU_CRASH, reset)")
+      ->capture_default_str();
+  app.add_option("--grant-timeout-ms", f.options.core.grant_timeout_ms,
+                 "a granted blocked lock its client does not confirm within this is "
+                 "released and passed on")
+      ->capture_default_str();
+  app.add_option("--shutdown-timeout-ms", f.options.shutdown_timeout_ms,
+                 "how long in-flight requests may take on shutdown")
+      ->capture_default_str();
+  app.add_option("--max-locks", f.options.core.locks_max, "limit on held locks")
+      ->capture_default_str();
+  app.add_option("--max-waiters", f.options.core.waiters_max, "limit on queued blocked locks")
+      ->capture_default_str();
+  app.add_option("--max-waiters-per-file", f.options.core.waiters_per_file_max,
+                 "limit on waiters per file")
+      ->capture_default_str();
+  app.add_option("--max-monitors", f.options.core.monitors_max, "limit on NSM monitors")
+      ->capture_default_str();
+  app.add_option("--max-queued-commits", f.options.pipeline.max_queued_deltas,
+                 "limit on mutations waiting for a durable commit")
+      ->capture_default_str();
+  app.add_option("--log-level", f.log_level, "debug|info|warn|error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_option("--log-format", f.log_format, "text|json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--version-string", f.version, "version reported by GetServerStatus")
+      ->capture_default_str();
+}
+
+int Fail(const absl::Status& status) {
+  LogEvent(LogLevel::kError, "startup_failed", {{"error", status}});
+  std::fprintf(stderr, "lockwarden-server: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+int Run(Flags& f) {
+  LogOptions log;
+  log.component = "server";
+  (void)ParseLogLevel(f.log_level, &log.level);
+  (void)ParseLogFormat(f.log_format, &log.format);
+  InitLogging(log);
+
+  // Block the shutdown signals in every thread; this one waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto store = store::RocksDbStore::Open(f.data_dir);
+  if (!store.ok()) return Fail(store.status());
+
+  f.options.listen = f.listen;
+  f.options.server_id = f.server_id;
+  f.options.version = f.version;
+  RealClock clock;
+  auto server = service::LockServer::Start(f.options, *std::move(store), &clock);
+  if (!server.ok()) return Fail(server.status());
+  // Scripts wait for this line to learn the port (useful with port 0).
+  std::printf("lockwarden-server listening on port %d\n", (*server)->port());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LogEvent(LogLevel::kInfo, "signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  (*server)->Shutdown();
+  server->reset();
+  return 0;
+}
+
+}  // namespace
+}  // namespace lockwarden
+
+int main(int argc, char** argv) {
+  CLI::App app{"lockwarden-server: the durable NLM/NSM lock service"};
+  lockwarden::Flags flags;
+  lockwarden::DefineFlags(app, flags);
+  CLI11_PARSE(app, argc, argv);
+  return lockwarden::Run(flags);
+}

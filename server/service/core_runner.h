@@ -1,0 +1,145 @@
+// CoreRunner: the one mutation pipeline of the lock service.
+//
+//   request -> Submit(command)
+//     [mu_] reserve a commit slot, apply the command to the pure core, enqueue
+//           its delta (in apply order) on the group-commit pipeline
+//     [pipeline thread] one durable commit for every delta in flight
+//     -> reply to all of them, then publish their events to the streams.
+//
+// Nothing is acknowledged before it is durable: replies and events are
+// released only from the commit callback. If a commit fails, the in-memory
+// core is ahead of the disk, so the runner breaks: every later request gets
+// UNAVAILABLE and health turns NOT_SERVING until the process restarts and
+// recovers from the store (which holds exactly the acknowledged state plus,
+// possibly, the failed group applied whole or not at all).
+//
+// Reads (TEST, STAT, admin views) run under the lock without a commit; a
+// read whose answer could reflect a not-yet-durable mutation waits for a
+// barrier (an empty delta) behind it before replying.
+//
+// Timers: a tick thread applies core::TickCmd when core.NextDeadlineMs() is
+// due (grant expiry, end of grace). No busy loop: it sleeps on a CondVar.
+//
+// Thread-safety: every public method may be called from any thread. Done
+// callbacks run on the commit pipeline's thread (or inline on errors) and
+// must not block.
+#ifndef LOCKWARDEN_SERVER_SERVICE_CORE_RUNNER_H_
+#define LOCKWARDEN_SERVER_SERVICE_CORE_RUNNER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "server/core/lock_core.h"
+#include "server/store/commit_pipeline.h"
+
+namespace lockwarden::service {
+
+// Longest the tick thread sleeps without re-checking (bounds clock skew).
+inline constexpr int64_t kTickMaxSleepMs = 1000;
+// Shortest interval between two ticks (bounds tick work under deadline storms).
+inline constexpr int64_t kTickMinIntervalMs = 5;
+
+// Receives a wake-up when durable events for its gateway appear.
+// Wake() runs on the pipeline thread: it must not block.
+class EventListener {
+ public:
+  virtual ~EventListener() = default;
+  virtual void Wake() = 0;
+};
+
+class CoreRunner {
+ public:
+  using Done = std::function<void(absl::StatusOr<core::Reply>)>;
+  using EventFilter = std::function<bool(const core::Event&)>;
+
+  // `pipeline` and `clock` are not owned and must outlive the runner.
+  // Every event already in `core` is durable (it was loaded from the store).
+  CoreRunner(core::LockCore core, store::CommitPipeline* pipeline,
+             const Clock* clock);
+  ~CoreRunner();
+
+  CoreRunner(const CoreRunner&) = delete;
+  CoreRunner& operator=(const CoreRunner&) = delete;
+
+  // Starts the tick thread.
+  void Start();
+  // Stops the tick thread. Pending commits still complete (the pipeline owns
+  // them); new submissions fail with UNAVAILABLE.
+  void Stop();
+
+  // Applies `cmd` and calls `done` once its effects are durable, or with an
+  // error (UNAVAILABLE: store broken or shutting down; RESOURCE_EXHAUSTED:
+  // commit queue full; INVALID_ARGUMENT: the core rejected a field).
+  void Submit(core::Command cmd, Done done);
+
+  // Runs `read` on the core now, then `done` once everything the read could
+  // have observed is durable.
+  void ReadDurable(absl::FunctionRef<void(const core::LockCore&, int64_t now_ms)> read,
+                   std::function<void(absl::Status)> done);
+
+  // Runs `read` on the core now, without waiting for durability (admin views).
+  absl::Status ReadNow(
+      absl::FunctionRef<void(const core::LockCore&, int64_t now_ms)> read) const;
+
+  // Durable pending events of `gateway` with sequence > `after` that match
+  // `filter`, at most `limit`. `*scanned_to` receives the highest sequence
+  // examined (so a caller can skip non-matching events next time).
+  std::vector<core::Event> DurableEvents(const std::string& gateway,
+                                         uint64_t after, size_t limit,
+                                         const EventFilter& filter,
+                                         uint64_t* scanned_to) const;
+
+  void AddListener(const std::string& gateway, std::weak_ptr<EventListener> l);
+
+  // OK while serving; the failure otherwise.
+  absl::Status Health() const;
+  // Called (on any thread) when Health() changes.
+  void SetHealthCallback(std::function<void(bool serving)> cb);
+
+  store::CommitPipelineStats PipelineStats() const { return pipeline_->Stats(); }
+
+ private:
+  absl::Status ApplyAndEnqueue(const core::Command& cmd,
+                               store::CommitPipeline::Slot slot, Done& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnCommitted(uint64_t apply_seq, const absl::Status& status,
+                   const std::vector<core::Event>& events);
+  void Break(const absl::Status& status);
+  void TickLoop();
+  void WakeListeners(const std::vector<core::Event>& events);
+
+  store::CommitPipeline* const pipeline_;
+  const Clock* const clock_;
+
+  mutable absl::Mutex mu_;
+  core::LockCore core_ ABSL_GUARDED_BY(mu_);
+  uint64_t applied_seq_ ABSL_GUARDED_BY(mu_) = 0;   // Commands applied.
+  uint64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;   // ... and committed.
+  uint64_t durable_event_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t next_deadline_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::CondVar tick_cv_;
+  std::function<void(bool)> health_cb_ ABSL_GUARDED_BY(mu_);
+
+  mutable absl::Mutex listeners_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  absl::flat_hash_map<std::string, std::vector<std::weak_ptr<EventListener>>>
+      listeners_ ABSL_GUARDED_BY(listeners_mu_);
+
+  std::thread tick_thread_;
+};
+
+}  // namespace lockwarden::service
+
+#endif  // LOCKWARDEN_SERVER_SERVICE_CORE_RUNNER_H_

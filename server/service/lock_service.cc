@@ -1,0 +1,116 @@
+#include "server/service/lock_service.h"
+
+#include "server/service/convert.h"
+#include "server/service/event_stream.h"
+#include "server/service/unary.h"
+
+namespace lockwarden::service {
+
+grpc::ServerUnaryReactor* LockServiceImpl::Test(grpc::CallbackServerContext* ctx,
+                                                const v1::TestRequest* request,
+                                                v1::TestResponse* response) {
+  auto query = ToQuery(*request);
+  if (!query.ok()) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(query.status()));
+    return reactor;
+  }
+  return ReadUnary(runner_, ctx, response,
+                   [q = *std::move(query)](const core::LockCore& core, int64_t now,
+                                           v1::TestResponse* out) {
+                     core::Reply r = core.Test(q, now);
+                     out->set_status(ToProto(r.status));
+                     if (r.holder) ToProto(*r.holder, out->mutable_conflicting_holder());
+                   });
+}
+
+grpc::ServerUnaryReactor* LockServiceImpl::Lock(grpc::CallbackServerContext* ctx,
+                                                const v1::LockRequest* request,
+                                                v1::LockResponse* response) {
+  return SubmitUnary(runner_, ctx, request, response,
+                     [](const core::Reply& r, v1::LockResponse* out) {
+                       out->set_status(ToProto(r.status));
+                       if (r.holder) {
+                         ToProto(*r.holder, out->mutable_conflicting_holder());
+                       }
+                       out->set_fencing_token(r.fencing_token);
+                     });
+}
+
+grpc::ServerUnaryReactor* LockServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
+                                                  const v1::CancelRequest* request,
+                                                  v1::CancelResponse* response) {
+  return SubmitUnary(runner_, ctx, request, response,
+                     [](const core::Reply& r, v1::CancelResponse* out) {
+                       out->set_status(ToProto(r.status));
+                     });
+}
+
+grpc::ServerUnaryReactor* LockServiceImpl::Unlock(grpc::CallbackServerContext* ctx,
+                                                  const v1::UnlockRequest* request,
+                                                  v1::UnlockResponse* response) {
+  return SubmitUnary(runner_, ctx, request, response,
+                     [](const core::Reply& r, v1::UnlockResponse* out) {
+                       out->set_status(ToProto(r.status));
+                     });
+}
+
+grpc::ServerUnaryReactor* LockServiceImpl::Share(grpc::CallbackServerContext* ctx,
+                                                 const v1::ShareRequest* request,
+                                                 v1::ShareResponse* response) {
+  return SubmitUnary(runner_, ctx, request, response,
+                     [](const core::Reply& r, v1::ShareResponse* out) {
+                       out->set_status(ToProto(r.status));
+                     });
+}
+
+grpc::ServerUnaryReactor* LockServiceImpl::Unshare(grpc::CallbackServerContext* ctx,
+                                                   const v1::UnshareRequest* request,
+                                                   v1::UnshareResponse* response) {
+  return SubmitUnary(runner_, ctx, request, response,
+                     [](const core::Reply& r, v1::UnshareResponse* out) {
+                       out->set_status(ToProto(r.status));
+                     });
+}
+
+grpc::ServerUnaryReactor* LockServiceImpl::FreeAll(grpc::CallbackServerContext* ctx,
+                                                   const v1::FreeAllRequest* request,
+                                                   v1::FreeAllResponse* response) {
+  return SubmitUnary(runner_, ctx, request, response,
+                     [](const core::Reply& r, v1::FreeAllResponse* out) {
+                       // The core reports one total (locks + shares + waiters).
+                       out->set_released_locks(r.released);
+                     });
+}
+
+grpc::ServerWriteReactor<v1::WatchGrantsResponse>* LockServiceImpl::WatchGrants(
+    grpc::CallbackServerContext* ctx, const v1::WatchGrantsRequest* request) {
+  (void)ctx;
+  if (request->gateway_id().empty() || request->gateway_id().size() > kNameBytesMax) {
+    return new FailedStream<v1::WatchGrantsResponse>(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                     "gateway_id: must be 1..1024 bytes"));
+  }
+  return new EventStream<v1::WatchGrantsResponse>(
+      runner_, request->gateway_id(), request->after_sequence(),
+      [](const core::Event& e, v1::WatchGrantsResponse* out) {
+        v1::GrantEvent g;
+        if (!ToGrantEvent(e, &g)) return false;
+        *out->add_events() = std::move(g);
+        return true;
+      });
+}
+
+grpc::ServerUnaryReactor* LockServiceImpl::AckGrant(grpc::CallbackServerContext* ctx,
+                                                    const v1::AckGrantRequest* request,
+                                                    v1::AckGrantResponse* response) {
+  return SubmitUnary(runner_, ctx, request, response,
+                     [](const core::Reply& r, v1::AckGrantResponse* out) {
+                       out->set_applied(r.status != core::LockStatus::kNotFound);
+                       // A confirmed grant reports its fencing token; an
+                       // expired or refused one reports none.
+                       out->set_lock_held(r.fencing_token != 0);
+                     });
+}
+
+}  // namespace lockwarden::service
