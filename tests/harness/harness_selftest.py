@@ -12,6 +12,7 @@ faked.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -202,12 +203,52 @@ class GaneshaNlmTest(unittest.TestCase):
         # UNSHARE with GRANTED but keeps the reservation (README.md, "Peer
         # behaviour observed").
 
-    def test_blocking_lock_is_granted_by_callback(self):
+    def start_callbacks(self, count):
+        """nlm_client --serve-callbacks on the client host, registered with
+        its rpcbind; exits after `count` callbacks."""
         cb = self.client.spawn(
             [peers.runfile('tests/peers/nlm_client'), '--serve-callbacks',
-             '--port', str(CALLBACK_PORT), '--count', '1', '--max-seconds',
-             '30'], name='callbacks')
+             '--port', str(CALLBACK_PORT), '--count', str(count),
+             '--max-seconds', '30'], name='callbacks')
         cb.wait_for_log(r'^serving port=%d registered=1' % CALLBACK_PORT, 5)
+        return cb
+
+    def test_ipv6_tcp(self):
+        got, replies = self.nlm('--server', 'server-v6',
+                                'lock:svid=41,excl=1,offset=7000,len=1',
+                                'test:svid=42,excl=1,offset=7000,len=1',
+                                'unlock:svid=41,offset=7000,len=1')
+        self.assertEqual([s for _, s in got], [
+            'NLM4_GRANTED', 'NLM4_DENIED', 'NLM4_GRANTED'])
+
+    def test_msg_calls_are_answered_by_res_callbacks(self):
+        cb = self.start_callbacks(count=4)
+        rng = 'offset=8000,len=5'
+        got, replies = self.nlm('lock-msg:svid=51,excl=1,' + rng,
+                                'test-msg:svid=52,excl=1,' + rng,
+                                'unlock-msg:svid=51,' + rng,
+                                'test-msg:svid=52,excl=1,' + rng, udp=True)
+        self.assertEqual([s for _, s in got], ['SENT'] * 4)
+        cb.wait(10)  # exits after the 4 *_RES calls
+        res = [line for line in cb.log_text().splitlines()
+               if '_RES ' in line]
+        # The server may answer out of order; match answers by cookie
+        # (nlm_client numbers its calls 1..4).
+        by_cookie = {re.search(r'cookie=(\w*)', l).group(1): l for l in res}
+        self.assertEqual(len(by_cookie), 4, res)
+        self.assertTrue(by_cookie['00000001'].startswith(
+            'LOCK_RES NLM4_GRANTED'))
+        self.assertTrue(by_cookie['00000002'].startswith(
+            'TEST_RES NLM4_DENIED holder=svid:51,excl:1,offset:8000,len:5'))
+        self.assertTrue(by_cookie['00000003'].startswith(
+            'UNLOCK_RES NLM4_GRANTED'))
+        # Answers arrive asynchronously: TEST_MSG 4 may overtake UNLOCK_MSG 3
+        # inside the server, so either answer is correct here.
+        self.assertRegex(by_cookie['00000004'],
+                         r'^TEST_RES NLM4_(GRANTED|DENIED)')
+
+    def test_blocking_lock_is_granted_by_callback(self):
+        cb = self.start_callbacks(count=1)
         rng = 'offset=9000,len=10'
         got, _ = self.nlm('lock:svid=31,excl=1,' + rng,
                           'lock-block:svid=32,excl=1,' + rng)

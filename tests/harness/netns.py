@@ -44,6 +44,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -186,11 +187,17 @@ class Host:
 
     def spawn(self, argv, log_path=None, name=None):
         """Starts a long-running argv on this host, stdout+stderr to
-        log_path (default <workdir>/<host>/<name>.log). The topology stops
-        it on close."""
+        log_path (default <workdir>/<host>/<name>.log, or <name>-N.log if
+        taken). Returns a procs.Process; the topology stops it on close."""
         name = name or os.path.basename(argv[0])
         if log_path is None:
+            # A second process of the same name gets <name>-2.log, so no
+            # log mixes the output of two processes.
             log_path = os.path.join(self.dir, '%s.log' % name)
+            n = 1
+            while os.path.exists(log_path):
+                n += 1
+                log_path = os.path.join(self.dir, '%s-%d.log' % (name, n))
         with open(log_path, 'ab') as log:
             popen = subprocess.Popen(self.wrap(argv), stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
@@ -306,7 +313,16 @@ class Topology:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.close()
+        if exc_type is None:
+            self.close()
+            return False
+        # A failure is already propagating: report cleanup trouble without
+        # replacing the test's own error.
+        try:
+            self.close()
+        except HarnessError as e:
+            sys.stderr.write('%s (while handling %s)\n' %
+                             (e, exc_type.__name__))
         return False
 
     def _install_signal_handler(self):

@@ -7,6 +7,7 @@ Thread-safety: none; single-threaded harness.
 """
 
 import collections
+import glob
 import os
 import re
 import struct
@@ -117,7 +118,9 @@ def sm_notify(host, state_dir, monitored_names, announced_name, state,
 
 def runfile(rel_path):
     """Absolute path of a Bazel-built file (e.g. 'tests/peers/nlm_client'):
-    from the test's runfiles under `bazel test`, else from bazel-bin."""
+    from the test's runfiles under `bazel test`; otherwise the newest copy
+    under bazel-out/*/bin (bazel-bin follows whichever configuration was
+    built last, which may not have built this file)."""
     candidates = []
     for var in ('TEST_SRCDIR', 'RUNFILES_DIR'):
         if os.environ.get(var):
@@ -125,18 +128,26 @@ def runfile(rel_path):
                                            os.environ.get('TEST_WORKSPACE',
                                                           'lockwarden'),
                                            rel_path))
-    root = os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))))
-    candidates.append(os.path.join(root, 'bazel-bin', rel_path))
     for c in candidates:
         if os.path.exists(c):
             return c
-    raise HarnessError('%s not built; looked in %s' % (rel_path, candidates))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    built = glob.glob(os.path.join(root, 'bazel-out', '*', 'bin', rel_path))
+    built = [b for b in built if os.access(b, os.X_OK)]
+    if built:
+        return max(built, key=os.path.getmtime)
+    raise HarnessError('%s not built (bazel build //%s); looked in %s and '
+                       'bazel-out/*/bin' % (rel_path,
+                                            os.path.dirname(rel_path) + ':' +
+                                            os.path.basename(rel_path),
+                                            candidates))
 
 
 NlmReply = collections.namedtuple('NlmReply', ['op', 'status', 'detail'])
 
-_REPLY_RE = re.compile(r'^(\S+) (NLM4_\w+|RPC_ERROR|SKIPPED)(?: (.*))?$')
+_REPLY_RE = re.compile(
+    r'^(\S+) (NLM4_\w+|RPC_ERROR|SKIPPED|SENT)(?: (.*))?$')
 
 
 def parse_nlm_client_output(text):

@@ -137,12 +137,88 @@ static int proc_granted_msg(struct rpc_context *rpc, struct rpc_msg *call) {
   return 0; /* _MSG procedures get no RPC reply */
 }
 
+/* *_RES calls answer our *_MSG calls: print "<NAME> <status> cookie=..".
+ * They get no RPC reply. */
+static void print_res(struct rpc_context *rpc, const char *what, int stat,
+                      const nlm_cookie *c, const char *extra) {
+  bool udp = rpc == g_udp;
+  char from[INET6_ADDRSTRLEN], cookie[2 * 64 + 4];
+  peer_address(rpc, udp, from, sizeof(from));
+  printf("%s %s%s cookie=%s from=%s proto=%s\n", what, nlm4_stat_name(stat),
+         extra, hex_encode(c->data.data_val, c->data.data_len, cookie,
+                           sizeof(cookie)),
+         from, udp ? "udp" : "tcp");
+  fflush(stdout);
+  g_callbacks++;
+}
+
+static int proc_test_res(struct rpc_context *rpc, struct rpc_msg *call) {
+  NLM4_TESTres *r = (NLM4_TESTres *)call->body.cbody.args;
+  char extra[256] = "";
+  if (r->reply.status == NLM4_DENIED) {
+    const nlm4_holder *h = &r->reply.nlm4_testreply_u.lock.holder;
+    snprintf(extra, sizeof(extra),
+             " holder=svid:%u,excl:%u,offset:%" PRIu64 ",len:%" PRIu64,
+             h->svid, h->exclusive, h->l_offset, h->l_len);
+  }
+  print_res(rpc, "TEST_RES", r->reply.status, &r->cookie, extra);
+  return 0;
+}
+
+/* LOCK_RES, CANCEL_RES, UNLOCK_RES and GRANTED_RES share one layout. */
+static int proc_status_res(struct rpc_context *rpc, struct rpc_msg *call,
+                           const char *what) {
+  NLM4_LOCKres *r = (NLM4_LOCKres *)call->body.cbody.args;
+  print_res(rpc, what, r->status, &r->cookie, "");
+  return 0;
+}
+static int proc_lock_res(struct rpc_context *rpc, struct rpc_msg *call) {
+  return proc_status_res(rpc, call, "LOCK_RES");
+}
+static int proc_cancel_res(struct rpc_context *rpc, struct rpc_msg *call) {
+  return proc_status_res(rpc, call, "CANCEL_RES");
+}
+static int proc_unlock_res(struct rpc_context *rpc, struct rpc_msg *call) {
+  return proc_status_res(rpc, call, "UNLOCK_RES");
+}
+static int proc_granted_res(struct rpc_context *rpc, struct rpc_msg *call) {
+  return proc_status_res(rpc, call, "GRANTED_RES_RECEIVED");
+}
+
+/* libnfs 4.0's server hands the decoder an uninitialised buffer
+ * (zdr_malloc, not zeroed), and its zdr_bytes/zdr_string then copy into
+ * whatever pointer the garbage holds: the second call on a socket crashes.
+ * These decoders zero the buffer first, then call libnfs's routine. */
+#define ZEROING_DECODER(type)                        \
+  static uint32_t decode_##type(ZDR *z, void *p, ...) { \
+    memset(p, 0, sizeof(type));                      \
+    return zdr_##type(z, (type *)p);                 \
+  }
+ZEROING_DECODER(NLM4_GRANTEDargs)
+ZEROING_DECODER(NLM4_TESTres)
+ZEROING_DECODER(NLM4_LOCKres)
+ZEROING_DECODER(NLM4_CANCres)
+ZEROING_DECODER(NLM4_UNLOCKres)
+ZEROING_DECODER(NLM4_GRANTEDres)
+
+static uint32_t decode_void(ZDR *z, void *p, ...) {
+  (void)z;
+  (void)p;
+  return 1;
+}
+
 static struct service_proc kProcs[] = {
-    {0, proc_null, (zdrproc_t)zdr_void, 0},
-    {NLM4_PROC_GRANTED, proc_granted, (zdrproc_t)zdr_NLM4_GRANTEDargs,
+    {0, proc_null, decode_void, 0},
+    {NLM4_PROC_GRANTED, proc_granted, decode_NLM4_GRANTEDargs,
      sizeof(NLM4_GRANTEDargs)},
-    {NLM4_PROC_GRANTED_MSG, proc_granted_msg, (zdrproc_t)zdr_NLM4_GRANTEDargs,
+    {NLM4_PROC_GRANTED_MSG, proc_granted_msg, decode_NLM4_GRANTEDargs,
      sizeof(NLM4_GRANTEDargs)},
+    {11, proc_test_res, decode_NLM4_TESTres, sizeof(NLM4_TESTres)},
+    {12, proc_lock_res, decode_NLM4_LOCKres, sizeof(NLM4_LOCKres)},
+    {13, proc_cancel_res, decode_NLM4_CANCres, sizeof(NLM4_CANCres)},
+    {14, proc_unlock_res, decode_NLM4_UNLOCKres, sizeof(NLM4_UNLOCKres)},
+    {NLM4_PROC_GRANTED_RES, proc_granted_res, decode_NLM4_GRANTEDres,
+     sizeof(NLM4_GRANTEDres)},
 };
 #define PROCS_COUNT ((int)(sizeof(kProcs) / sizeof(kProcs[0])))
 

@@ -6,6 +6,10 @@
  *   GRANTED_MSG (proc 10) no reply; optionally answered by a separate
  *                         GRANTED_RES (proc 15) call to the sender's NLM,
  *                         found through the sender's rpcbind
+ *   TEST_RES .. UNLOCK_RES, GRANTED_RES (procs 11-15)
+ *                         answers to our own _MSG calls; printed as
+ *                         "LOCK_RES NLM4_GRANTED cookie=.. from=.. proto=.."
+ *                         (GRANTED_RES as GRANTED_RES_RECEIVED)
  *   NULL (proc 0)
  *
  * It listens on one port over UDP and TCP (libnfs server contexts),
@@ -25,7 +29,8 @@
 struct serve_options {
   int port;              /* UDP and TCP port to listen on */
   bool register_pmap;    /* PMAP SET NLM v4 on the local rpcbind */
-  int max_callbacks;     /* exit after this many GRANTED(_MSG); 0: never */
+  int max_callbacks;     /* exit after this many calls other than NULL
+                            (GRANTED, GRANTED_MSG, *_RES); 0: never */
   int max_seconds;       /* exit after this long (always bounded) */
   int reply_status;      /* nlm4_stats returned to GRANTED / GRANTED_RES */
   bool send_granted_res; /* answer GRANTED_MSG with GRANTED_RES */

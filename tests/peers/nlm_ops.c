@@ -26,6 +26,10 @@ int rpc_set_udp_destination(struct rpc_context *rpc, char *addr, int port,
 #define NLM4_PROC_UNSHARE 21
 #define NLM4_PROC_NM_LOCK 22
 #define NLM4_PROC_FREE_ALL 23
+#define NLM4_PROC_TEST_MSG 6
+#define NLM4_PROC_LOCK_MSG 7
+#define NLM4_PROC_CANCEL_MSG 8
+#define NLM4_PROC_UNLOCK_MSG 9
 /* Encoded arguments/results of one call never exceed this (names and
  * handles are bounded above). */
 #define RAW_BUF_BYTES 4096
@@ -39,7 +43,9 @@ static const struct {
     {"unlock", OP_UNLOCK},   {"cancel", OP_CANCEL},
     {"share", OP_SHARE},     {"unshare", OP_UNSHARE},
     {"nm-lock", OP_NM_LOCK}, {"free-all", OP_FREE_ALL},
-    {"sleep", OP_SLEEP},
+    {"sleep", OP_SLEEP},     {"test-msg", OP_TEST_MSG},
+    {"lock-msg", OP_LOCK_MSG}, {"lock-block-msg", OP_LOCK_BLOCK_MSG},
+    {"cancel-msg", OP_CANCEL_MSG}, {"unlock-msg", OP_UNLOCK_MSG},
 };
 
 int nlm_op_parse(const char *name) {
@@ -333,6 +339,47 @@ static int raw_call(struct nlm_target *t, int op, const struct nlm_params *p,
   return 0;
 }
 
+/* TEST_MSG, LOCK_MSG, CANCEL_MSG, UNLOCK_MSG: the same arguments as the
+ * synchronous calls, sent one-way; no RPC reply exists to wait for. */
+static int msg_call(struct nlm_target *t, int op, const struct nlm_params *p,
+                    uint32_t call_number, char *err, size_t err_len) {
+  struct call_buffers b;
+  nlm4_lock lock;
+  nlm_cookie cookie;
+  fill_lock(p, call_number, &b, &lock, &cookie);
+  char args[RAW_BUF_BYTES];
+  ZDR z;
+  zdrmem_create(&z, args, sizeof(args), ZDR_ENCODE);
+  uint32_t proc;
+  bool ok;
+  if (op == OP_TEST_MSG) {
+    NLM4_TESTargs a = {cookie, p->exclusive, lock};
+    ok = zdr_NLM4_TESTargs(&z, &a);
+    proc = NLM4_PROC_TEST_MSG;
+  } else if (op == OP_LOCK_MSG || op == OP_LOCK_BLOCK_MSG) {
+    NLM4_LOCKargs a = {cookie, op == OP_LOCK_BLOCK_MSG, p->exclusive, lock,
+                       p->reclaim, p->state};
+    ok = zdr_NLM4_LOCKargs(&z, &a);
+    proc = NLM4_PROC_LOCK_MSG;
+  } else if (op == OP_CANCEL_MSG) {
+    NLM4_CANCargs a = {cookie, true, p->exclusive, lock};
+    ok = zdr_NLM4_CANCargs(&z, &a);
+    proc = NLM4_PROC_CANCEL_MSG;
+  } else {
+    NLM4_UNLOCKargs a = {cookie, lock};
+    ok = zdr_NLM4_UNLOCKargs(&z, &a);
+    proc = NLM4_PROC_UNLOCK_MSG;
+  }
+  size_t len = zdr_getpos(&z);
+  zdr_destroy(&z);
+  if (!ok) {
+    snprintf(err, err_len, "encoding arguments failed");
+    return -1;
+  }
+  return raw_rpc_call(t->server, t->port, t->udp, NLM_PROGRAM, NLM_V4, proc,
+                      args, len, NULL, 0, NULL, t->timeout_ms, err, err_len);
+}
+
 int nlm_op_run(struct nlm_target *t, int op, const char *label,
                const struct nlm_params *p, uint32_t call_number) {
   if (op == OP_SLEEP) {
@@ -347,6 +394,26 @@ int nlm_op_run(struct nlm_target *t, int op, const char *label,
     printf("%s SKIPPED slept=%dms\n", label, p->sleep_ms);
     fflush(stdout);
     return 0;
+  }
+  if (op >= OP_TEST_MSG) {
+    char err[256];
+    int rc = msg_call(t, op, p, call_number, err, sizeof(err));
+    if (rc == 0) {
+      char cookie[2 * 8 + 4];
+      unsigned char c[4] = {(unsigned char)(call_number >> 24),
+                            (unsigned char)(call_number >> 16),
+                            (unsigned char)(call_number >> 8),
+                            (unsigned char)call_number};
+      printf("%s SENT cookie=%s\n", label,
+             p->cookie_len >= 0
+                 ? hex_encode(p->cookie, (size_t)p->cookie_len, cookie,
+                              sizeof(cookie))
+                 : hex_encode(c, sizeof(c), cookie, sizeof(cookie)));
+    } else {
+      printf("%s RPC_ERROR %s\n", label, err);
+    }
+    fflush(stdout);
+    return rc;
   }
   struct reply r;
   memset(&r, 0, sizeof(r));

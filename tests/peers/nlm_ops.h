@@ -5,9 +5,12 @@
  *   <op> <NLM4_STATUS> [detail]        e.g. "test NLM4_DENIED holder=svid:2,..."
  *   <op> RPC_ERROR <message>           the call got no valid reply
  *
+ *   <op> SENT                          a one-way _MSG call went out
+ *
  * NULL/TEST/LOCK/CANCEL/UNLOCK use libnfs's NLM4 client calls; SHARE,
- * UNSHARE, NM_LOCK and FREE_ALL (absent from libnfs 4.0) are encoded with
- * libnfs's zdr routines and sent through raw_rpc (libtirpc).
+ * UNSHARE, NM_LOCK, FREE_ALL and the _MSG calls (absent from libnfs 4.0)
+ * are encoded with libnfs's zdr routines and sent through raw_rpc
+ * (libtirpc).
  *
  * Thread-safety: single-threaded use only.
  */
@@ -31,6 +34,13 @@ enum nlm_op_kind {
   OP_NM_LOCK,
   OP_FREE_ALL,
   OP_SLEEP,
+  /* One-way _MSG calls: the answer arrives as a _RES call at the caller's
+   * NLM service (nlm_client --serve-callbacks). */
+  OP_TEST_MSG,
+  OP_LOCK_MSG,
+  OP_LOCK_BLOCK_MSG,
+  OP_CANCEL_MSG,
+  OP_UNLOCK_MSG,
 };
 
 /* Everything one call needs; command-line defaults, overridable per op. */
