@@ -153,6 +153,10 @@ class GaneshaNlmTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.topo.close()
 
+    def tearDown(self):
+        # Every test must leave Ganesha (and all other daemons) running.
+        self.assertEqual(self.topo.crashed(), [])
+
     def nlm(self, *args, udp=False, check=True):
         argv = ['--server', 'server', '--caller', 'client', '--fh', self.fh]
         if udp:
@@ -291,6 +295,17 @@ class CleanupTest(unittest.TestCase):
         self.assertFalse(any(_pid_running(p) for p in pids))
         self.assertFalse(any(os.path.exists(os.path.join(
             netns.ETC_NETNS_DIR, n)) for n in names))
+
+    def test_crashed_reports_a_signal_death_but_not_a_stop(self):
+        with netns.Topology(['solo']) as topo:
+            victim = topo['solo'].spawn(['sh', '-c', 'kill -SEGV $$'])
+            stopped = topo['solo'].spawn(['sleep', '600'])
+            clean = topo['solo'].spawn(['true'])
+            victim.wait(5)
+            clean.wait(5)
+            stopped.stop()
+            self.assertEqual(victim.returncode, -signal.SIGSEGV)
+            self.assertEqual(topo.crashed(), [victim])
 
     def test_exception_inside_with_still_cleans_up(self):
         with self.assertRaises(RuntimeError):

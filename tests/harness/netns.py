@@ -357,6 +357,11 @@ class Topology:
         """Every process this topology started (running or not)."""
         return list(self._processes)
 
+    def crashed(self):
+        """Processes that exited by themselves with a non-zero status or a
+        signal; a daemon under test must never appear here."""
+        return [p for p in self._processes if p.crashed()]
+
     def close(self):
         """Stops all processes, deletes namespaces; idempotent. Raises
         HarnessError if something could not be removed."""

@@ -73,6 +73,14 @@ class Process:
         self.popen = popen
         self.pid = popen.pid
         self.log_path = log_path
+        # Set by stop(): the exit was asked for, not a crash.
+        self.stopped_by_harness = False
+
+    def crashed(self):
+        """True if the process exited by itself with a non-zero status or
+        a signal (e.g. -11 for SIGSEGV)."""
+        rc = self.returncode
+        return rc is not None and rc != 0 and not self.stopped_by_harness
 
     def __repr__(self):
         return 'Process(%s pid=%d)' % (self.name, self.pid)
@@ -175,6 +183,8 @@ class Process:
         idempotent."""
         if self.popen.returncode is not None:
             return self.popen.returncode
+        if self.alive():
+            self.stopped_by_harness = True
         self.send_signal(sig)
         deadline = time.monotonic() + timeout
         while self.alive() and time.monotonic() < deadline:

@@ -12,7 +12,10 @@
  *       OP[:key=value,...] ...
  *
  *   OP: null test lock lock-block unlock cancel share unshare nm-lock
- *       free-all sleep; ":key=value" overrides a default for that call only
+ *       free-all sleep, and the one-way test-msg lock-msg lock-block-msg
+ *       cancel-msg unlock-msg (answers arrive as *_RES calls at the
+ *       caller's --serve-callbacks process; they print "<op> SENT cookie=..");
+ *       ":key=value" overrides a default for that call only
  *       (keys: caller svid oh fh offset len excl reclaim state cookie mode
  *       access ms), e.g.  lock:svid=2,excl=1  sleep:ms=200
  *   Without --port the server's rpcbind is asked for NLM v4.
