@@ -1,0 +1,550 @@
+#include "gateway/rpc/transport.h"
+
+#include <array>
+#include <chrono>
+#include <deque>
+#include <optional>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+
+namespace lockwarden::gateway {
+namespace {
+
+using asio::ip::tcp;
+using asio::ip::udp;
+
+// Largest UDP payload (65535 - 8 byte UDP header - 20 byte IPv4 header).
+constexpr size_t kMaxDatagramBytes = 65507;
+constexpr size_t kTcpReadChunkBytes = 16 * 1024;
+// Attempts at finding an ephemeral port free for both UDP and TCP.
+constexpr int kEphemeralBindAttempts = 8;
+// Back-off after accept() fails (e.g. out of descriptors).
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+
+absl::Status OsError(absl::string_view what, const asio::error_code& ec) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
+}
+
+}  // namespace
+
+asio::ip::address NormalizeAddress(const asio::ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  return address;
+}
+
+std::string NormalizedAddressString(const asio::ip::address& address) {
+  return NormalizeAddress(address).to_string();
+}
+
+absl::StatusOr<asio::ip::address> ParseAddress(const std::string& text) {
+  asio::error_code ec;
+  asio::ip::address a = asio::ip::make_address(text, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not an IP address: '", text, "'"));
+  }
+  return NormalizeAddress(a);
+}
+
+IoThreadPool::IoThreadPool(size_t threads) : work_(io_.get_executor()) {
+  if (threads == 0) threads = 1;
+  for (size_t i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] { io_.run(); });
+  }
+}
+
+IoThreadPool::~IoThreadPool() { Stop(); }
+
+void IoThreadPool::Stop() {
+  if (stopped_.exchange(true)) return;
+  work_.reset();
+  io_.stop();
+  for (std::thread& t : threads_) t.join();
+}
+
+// ---------------------------------------------------------------------------
+
+struct RpcServer::Shared {
+  Shared(asio::io_context& io_in, Dispatcher& dispatcher_in,
+         RpcServerOptions options_in)
+      : io(io_in), dispatcher(dispatcher_in), options(std::move(options_in)) {}
+
+  void OnConnectionClosed(uint64_t id) {
+    absl::MutexLock lock(&mu);
+    connections.erase(id);
+  }
+  void Count(uint64_t RpcServerStats::*counter) {
+    absl::MutexLock lock(&mu);
+    ++(stats.*counter);
+  }
+
+  asio::io_context& io;
+  Dispatcher& dispatcher;
+  const RpcServerOptions options;
+
+  absl::Mutex mu;
+  bool started ABSL_GUARDED_BY(mu) = false;
+  bool stopped ABSL_GUARDED_BY(mu) = false;
+  RpcServerStats stats ABSL_GUARDED_BY(mu);
+  uint64_t next_connection_id ABSL_GUARDED_BY(mu) = 1;
+  absl::flat_hash_map<uint64_t, std::weak_ptr<TcpConnection>> connections
+      ABSL_GUARDED_BY(mu);
+  std::shared_ptr<UdpEndpoint> udp ABSL_GUARDED_BY(mu);
+  std::shared_ptr<TcpAcceptor> acceptor ABSL_GUARDED_BY(mu);
+};
+
+// One UDP socket: receive, dispatch, reply to the source.
+class RpcServer::UdpEndpoint
+    : public std::enable_shared_from_this<UdpEndpoint> {
+ public:
+  UdpEndpoint(std::shared_ptr<Shared> shared, udp::socket socket)
+      : shared_(std::move(shared)),
+        strand_(asio::make_strand(shared_->io)),
+        socket_(std::move(socket)),
+        buffer_(kMaxDatagramBytes + 1) {}
+
+  void Start() {
+    asio::post(strand_, [self = shared_from_this()] { self->Receive(); });
+  }
+  void Close() {
+    asio::post(strand_, [self = shared_from_this()] {
+      asio::error_code ec;
+      self->socket_.close(ec);
+    });
+  }
+
+ private:
+  void Receive() {
+    socket_.async_receive_from(
+        asio::buffer(buffer_), sender_,
+        asio::bind_executor(strand_, [self = shared_from_this()](
+                                         const asio::error_code& ec, size_t n) {
+          self->OnReceive(ec, n);
+        }));
+  }
+
+  void OnReceive(const asio::error_code& ec, size_t n) {
+    if (ec == asio::error::operation_aborted || !socket_.is_open()) return;
+    // Other errors (e.g. ECONNREFUSED from an ICMP error for an earlier
+    // reply) concern one peer only: keep serving.
+    if (!ec) HandleDatagram(n);
+    Receive();
+  }
+
+  void HandleDatagram(size_t n) {
+    shared_->Count(&RpcServerStats::udp_datagrams);
+    if (n > kMaxDatagramBytes) return;  // truncated: cannot be valid
+    if (in_flight_.load() >= shared_->options.max_udp_calls_in_flight) {
+      shared_->Count(&RpcServerStats::udp_dropped_overload);
+      return;  // the client retransmits
+    }
+    ++in_flight_;
+    CallContext context;
+    context.transport = TransportKind::kUdp;
+    const asio::ip::address peer = NormalizeAddress(sender_.address());
+    context.peer_address = peer.to_string();
+    context.peer_port = sender_.port();
+    context.peer_is_loopback = peer.is_loopback();
+    asio::error_code ec;
+    context.local_port = socket_.local_endpoint(ec).port();
+    udp::endpoint to = sender_;
+    shared_->dispatcher.Dispatch(
+        context, absl::string_view(buffer_.data(), n),
+        [self = shared_from_this(), to](std::optional<std::string> reply) {
+          --self->in_flight_;
+          if (!reply.has_value()) return;
+          asio::post(self->strand_, [self, to, r = std::move(*reply)]() mutable {
+            self->Send(to, std::move(r));
+          });
+        });
+  }
+
+  void Send(const udp::endpoint& to, std::string bytes) {
+    if (!socket_.is_open()) return;
+    auto buf = std::make_shared<std::string>(std::move(bytes));
+    socket_.async_send_to(
+        asio::buffer(*buf), to,
+        asio::bind_executor(strand_, [buf](const asio::error_code&, size_t) {
+          // A lost UDP reply is recovered by the client's retransmission
+          // and the DRC.
+        }));
+  }
+
+  std::shared_ptr<Shared> shared_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  udp::socket socket_;
+  std::vector<char> buffer_;  // one receive at a time
+  udp::endpoint sender_;
+  std::atomic<size_t> in_flight_{0};
+};
+
+// One TCP connection; every member is used on the socket's strand only.
+class RpcServer::TcpConnection
+    : public std::enable_shared_from_this<TcpConnection> {
+ public:
+  TcpConnection(std::shared_ptr<Shared> shared, uint64_t id, tcp::socket socket)
+      : shared_(std::move(shared)),
+        id_(id),
+        socket_(std::move(socket)),
+        idle_timer_(socket_.get_executor()),
+        decoder_(shared_->options.max_record_bytes) {
+    asio::error_code ec;
+    tcp::endpoint peer = socket_.remote_endpoint(ec);
+    context_.transport = TransportKind::kTcp;
+    const asio::ip::address address = NormalizeAddress(peer.address());
+    context_.peer_address = address.to_string();
+    context_.peer_port = peer.port();
+    context_.peer_is_loopback = address.is_loopback();
+    context_.local_port = socket_.local_endpoint(ec).port();
+  }
+
+  void Start() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->last_activity_ = std::chrono::steady_clock::now();
+      self->ArmIdleTimer(self->IdleTimeout());
+      self->Read();
+    });
+  }
+
+  void CloseFromOutside() {
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this()] { self->Close(); });
+  }
+
+ private:
+  std::chrono::steady_clock::duration IdleTimeout() const {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        absl::ToChronoNanoseconds(shared_->options.tcp_idle_timeout));
+  }
+
+  void Read() {
+    if (closed_ || reading_) return;
+    if (in_flight_ >= shared_->options.max_calls_in_flight_per_connection) {
+      return;  // resumed by OnReply
+    }
+    reading_ = true;
+    socket_.async_read_some(
+        asio::buffer(read_buffer_),
+        [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+          self->reading_ = false;
+          self->OnRead(ec, n);
+        });
+  }
+
+  void OnRead(const asio::error_code& ec, size_t n) {
+    if (closed_) return;
+    if (ec) {
+      Close();  // EOF or reset
+      return;
+    }
+    last_activity_ = std::chrono::steady_clock::now();
+    std::vector<std::string> records;
+    absl::Status s =
+        decoder_.Feed(absl::string_view(read_buffer_.data(), n), &records);
+    // Records completed before a framing error are still served: they
+    // were well-formed.
+    for (std::string& record : records) DispatchRecord(record);
+    if (!s.ok()) {
+      shared_->Count(&RpcServerStats::tcp_framing_errors);
+      LogEvent(LogLevel::kWarn, "rpc_tcp_framing_error",
+               {{"peer", context_.peer_address}, {"status", s}});
+      Close();
+      return;
+    }
+    Read();
+  }
+
+  void DispatchRecord(const std::string& record) {
+    ++in_flight_;
+    std::weak_ptr<TcpConnection> weak = weak_from_this();
+    auto executor = socket_.get_executor();
+    shared_->dispatcher.Dispatch(
+        context_, record,
+        [weak, executor](std::optional<std::string> reply) {
+          asio::post(executor, [weak, reply = std::move(reply)]() mutable {
+            if (auto self = weak.lock()) self->OnReply(std::move(reply));
+          });
+        });
+  }
+
+  void OnReply(std::optional<std::string> reply) {
+    --in_flight_;
+    if (closed_) return;
+    if (reply.has_value()) {
+      std::string framed;
+      AppendRecord(*reply, &framed);
+      queued_bytes_ += framed.size();
+      write_queue_.push_back(std::move(framed));
+      if (queued_bytes_ >
+          shared_->options.max_queued_reply_bytes_per_connection) {
+        shared_->Count(&RpcServerStats::tcp_slow_reader_closed);
+        LogEvent(LogLevel::kWarn, "rpc_tcp_slow_reader_closed",
+                 {{"peer", context_.peer_address},
+                  {"queued_bytes", queued_bytes_}});
+        Close();
+        return;
+      }
+      Write();
+    }
+    Read();  // no-op unless reading paused at the in-flight limit
+  }
+
+  void Write() {
+    if (writing_ || write_queue_.empty() || closed_) return;
+    writing_ = true;
+    asio::async_write(
+        socket_, asio::buffer(write_queue_.front()),
+        [self = shared_from_this()](const asio::error_code& ec, size_t) {
+          self->writing_ = false;
+          if (self->closed_) return;
+          self->queued_bytes_ -= self->write_queue_.front().size();
+          self->write_queue_.pop_front();
+          if (ec) {
+            self->Close();
+            return;
+          }
+          self->last_activity_ = std::chrono::steady_clock::now();
+          self->Write();
+        });
+  }
+
+  void ArmIdleTimer(std::chrono::steady_clock::duration after) {
+    idle_timer_.expires_after(after);
+    idle_timer_.async_wait(
+        [self = shared_from_this()](const asio::error_code& ec) {
+          if (ec || self->closed_) return;
+          const auto idle = std::chrono::steady_clock::now() -
+                            self->last_activity_;
+          if (self->in_flight_ == 0 && self->write_queue_.empty() &&
+              idle >= self->IdleTimeout()) {
+            self->shared_->Count(&RpcServerStats::tcp_idle_closed);
+            self->Close();
+            return;
+          }
+          const auto left = self->IdleTimeout() - idle;
+          self->ArmIdleTimer(left > decltype(left)::zero() ? left
+                                                           : self->IdleTimeout());
+        });
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    asio::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    idle_timer_.cancel();
+    write_queue_.clear();
+    queued_bytes_ = 0;
+    shared_->OnConnectionClosed(id_);
+  }
+
+  std::shared_ptr<Shared> shared_;
+  const uint64_t id_;
+  tcp::socket socket_;  // its executor is this connection's strand
+  asio::steady_timer idle_timer_;
+  RecordDecoder decoder_;
+  CallContext context_;
+  std::array<char, kTcpReadChunkBytes> read_buffer_;
+  std::deque<std::string> write_queue_;
+  size_t queued_bytes_ = 0;
+  size_t in_flight_ = 0;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool closed_ = false;
+  std::chrono::steady_clock::time_point last_activity_;
+};
+
+class RpcServer::TcpAcceptor
+    : public std::enable_shared_from_this<TcpAcceptor> {
+ public:
+  TcpAcceptor(std::shared_ptr<Shared> shared, tcp::acceptor acceptor)
+      : shared_(std::move(shared)),
+        acceptor_(std::move(acceptor)),
+        retry_timer_(acceptor_.get_executor()) {}
+
+  void Start() {
+    asio::post(acceptor_.get_executor(),
+               [self = shared_from_this()] { self->Accept(); });
+  }
+  void Close() {
+    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      asio::error_code ec;
+      self->acceptor_.close(ec);
+      self->retry_timer_.cancel();
+    });
+  }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(
+        asio::make_strand(shared_->io),
+        [self = shared_from_this()](const asio::error_code& ec,
+                                    tcp::socket socket) {
+          self->OnAccept(ec, std::move(socket));
+        });
+  }
+
+  void OnAccept(const asio::error_code& ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      LogEvent(LogLevel::kWarn, "rpc_tcp_accept_failed",
+               {{"error", ec.message()}});
+      retry_timer_.expires_after(kAcceptRetryDelay);
+      retry_timer_.async_wait(
+          [self = shared_from_this()](const asio::error_code& wait_ec) {
+            if (!wait_ec) self->Accept();
+          });
+      return;
+    }
+    std::shared_ptr<TcpConnection> connection;
+    {
+      absl::MutexLock lock(&shared_->mu);
+      if (!shared_->stopped && shared_->connections.size() <
+                                   shared_->options.max_tcp_connections) {
+        const uint64_t id = shared_->next_connection_id++;
+        connection =
+            std::make_shared<TcpConnection>(shared_, id, std::move(socket));
+        shared_->connections.emplace(id, connection);
+        ++shared_->stats.tcp_accepted;
+      } else {
+        ++shared_->stats.tcp_rejected_limit;
+      }
+    }
+    if (connection) {
+      connection->Start();
+    } else {
+      asio::error_code close_ec;
+      socket.close(close_ec);
+    }
+    Accept();
+  }
+
+  std::shared_ptr<Shared> shared_;
+  tcp::acceptor acceptor_;
+  asio::steady_timer retry_timer_;
+};
+
+// ---------------------------------------------------------------------------
+
+RpcServer::RpcServer(asio::io_context& io, Dispatcher& dispatcher,
+                     RpcServerOptions options)
+    : shared_(std::make_shared<Shared>(io, dispatcher, std::move(options))) {}
+
+RpcServer::~RpcServer() { Stop(); }
+
+absl::Status RpcServer::BindAll(const asio::ip::address& address) {
+  const RpcServerOptions& o = shared_->options;
+  for (int attempt = 0; attempt < kEphemeralBindAttempts; ++attempt) {
+    asio::error_code ec;
+    uint16_t port = o.port;
+    std::optional<udp::socket> udp_socket;
+    if (o.enable_udp) {
+      udp_socket.emplace(shared_->io);
+      udp::endpoint ep(address, port);
+      udp_socket->open(ep.protocol(), ec);
+      if (!ec && address.is_v6()) {
+        udp_socket->set_option(asio::ip::v6_only(false), ec);
+      }
+      if (!ec) udp_socket->bind(ep, ec);
+      if (ec) return OsError(absl::StrCat("bind UDP ", address.to_string(),
+                                          " port ", port), ec);
+      port = udp_socket->local_endpoint().port();
+    }
+    std::optional<tcp::acceptor> acceptor;
+    if (o.enable_tcp) {
+      acceptor.emplace(shared_->io);
+      tcp::endpoint ep(address, port);
+      acceptor->open(ep.protocol(), ec);
+      if (!ec && address.is_v6()) {
+        acceptor->set_option(asio::ip::v6_only(false), ec);
+      }
+      // Lets a restarted gateway rebind while old connections linger in
+      // TIME_WAIT.
+      if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) acceptor->bind(ep, ec);
+      if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec == asio::error::address_in_use && o.port == 0 && o.enable_udp) {
+        continue;  // UDP's ephemeral port is taken for TCP: try another
+      }
+      if (ec) return OsError(absl::StrCat("bind TCP ", address.to_string(),
+                                          " port ", port), ec);
+      port = acceptor->local_endpoint().port();
+    }
+    absl::MutexLock lock(&shared_->mu);
+    if (udp_socket) {
+      shared_->udp =
+          std::make_shared<UdpEndpoint>(shared_, std::move(*udp_socket));
+      shared_->udp->Start();
+    }
+    if (acceptor) {
+      shared_->acceptor =
+          std::make_shared<TcpAcceptor>(shared_, std::move(*acceptor));
+      shared_->acceptor->Start();
+    }
+    port_.store(port);
+    return absl::OkStatus();
+  }
+  return absl::UnavailableError(
+      "no ephemeral port was free for both UDP and TCP");
+}
+
+absl::Status RpcServer::Start() {
+  {
+    absl::MutexLock lock(&shared_->mu);
+    if (shared_->started) {
+      return absl::FailedPreconditionError("RpcServer already started");
+    }
+    shared_->started = true;
+  }
+  if (!shared_->options.enable_udp && !shared_->options.enable_tcp) {
+    return absl::InvalidArgumentError("neither UDP nor TCP is enabled");
+  }
+  absl::StatusOr<asio::ip::address> address =
+      ParseAddress(shared_->options.bind_address);
+  if (!address.ok()) return address.status();
+  absl::Status s = BindAll(*address);
+  if (s.ok()) {
+    LogEvent(LogLevel::kInfo, "rpc_server_listening",
+             {{"address", shared_->options.bind_address},
+              {"port", static_cast<unsigned>(port_.load())},
+              {"udp", shared_->options.enable_udp},
+              {"tcp", shared_->options.enable_tcp}});
+  }
+  return s;
+}
+
+void RpcServer::Stop() {
+  std::shared_ptr<UdpEndpoint> udp;
+  std::shared_ptr<TcpAcceptor> acceptor;
+  std::vector<std::shared_ptr<TcpConnection>> connections;
+  {
+    absl::MutexLock lock(&shared_->mu);
+    if (shared_->stopped) return;
+    shared_->stopped = true;
+    udp = std::move(shared_->udp);
+    acceptor = std::move(shared_->acceptor);
+    for (auto& [id, weak] : shared_->connections) {
+      if (auto c = weak.lock()) connections.push_back(std::move(c));
+    }
+  }
+  if (udp) udp->Close();
+  if (acceptor) acceptor->Close();
+  for (auto& c : connections) c->CloseFromOutside();
+}
+
+RpcServerStats RpcServer::stats() const {
+  absl::MutexLock lock(&shared_->mu);
+  RpcServerStats s = shared_->stats;
+  s.tcp_connections = shared_->connections.size();
+  return s;
+}
+
+}  // namespace lockwarden::gateway
