@@ -118,12 +118,11 @@ int PrintOutcome(CommandEnv* env, nlohmann::json document,
   } else {
     KeyValueList lines;
     lines.Add("status", ShortEnumName(status));
-    env->out() << lines.Render() << details.Render();
+    lines.AddAll(details);
     if (holder != nullptr && !holder->owner().client_name().empty()) {
-      KeyValueList holder_lines;
-      holder_lines.Add("conflicting_holder", DescribeHolder(*holder));
-      env->out() << holder_lines.Render();
+      lines.Add("conflicting_holder", DescribeHolder(*holder));
     }
+    env->out() << lines.Render();
   }
   if (code == kExitError) {
     env->err() << "lockwardenctl: server " << document.value("server", "")
@@ -142,7 +141,8 @@ nlohmann::json BaseDocument(absl::string_view operation, Connection* connection,
 }
 
 void MergeInto(nlohmann::json* document, const google::protobuf::Message& m) {
-  for (auto& [key, value] : MessageToJson(m).items()) (*document)[key] = value;
+  const nlohmann::json fields = MessageToJson(m);
+  for (const auto& [key, value] : fields.items()) (*document)[key] = value;
 }
 
 int RunTest(CommandEnv* env, const LockFlags& flags) {
@@ -326,9 +326,11 @@ int WaitForGrant(CommandEnv* env, Connection* connection,
     document["timed_out"] = true;
     document["cancel_status"] = v1::LockStatus_Name(cancel->status());
     KeyValueList details;
-    details.Add("timed_out", absl::StrCat("after ", absl::FormatDuration(timeout),
-                                          "; request cancelled (",
-                                          ShortEnumName(cancel->status()), ")"));
+    details.Add("timed_out",
+                absl::StrCat("after ", absl::FormatDuration(timeout), "; ",
+                             cancel->status() == v1::LOCK_STATUS_GRANTED
+                                 ? "request cancelled"
+                                 : "no waiting request was left to cancel"));
     PrintOutcome(env, std::move(document), v1::LOCK_STATUS_BLOCKED,
                  &blocked.conflicting_holder(), std::move(details));
     return kExitDenied;

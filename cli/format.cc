@@ -230,6 +230,10 @@ void KeyValueList::Add(absl::string_view key, std::string value) {
   items_.emplace_back(std::string(key), std::move(value));
 }
 
+void KeyValueList::AddAll(const KeyValueList& other) {
+  items_.insert(items_.end(), other.items_.begin(), other.items_.end());
+}
+
 std::string KeyValueList::Render() const {
   size_t width = 0;
   for (const auto& item : items_) width = std::max(width, item.first.size());

@@ -97,6 +97,8 @@ class Table {
 class KeyValueList {
  public:
   void Add(absl::string_view key, std::string value);
+  // Appends all of `other`'s lines.
+  void AddAll(const KeyValueList& other);
   std::string Render() const;
 
  private:
