@@ -117,6 +117,39 @@ class NetworkTest(unittest.TestCase):
         self.assertEqual(report.replies['NSM1 NOTIFY'], 1, report)
         self.assertGreaterEqual(report.calls['PORTMAP2 GETPORT'], 1, report)
 
+    def test_statd_monitor_then_notify_calls_back_the_local_nlm(self):
+        # The whole NSM chain the gateway replaces, with real peers: beta's
+        # "lockd" (our callback server) asks beta's statd to monitor alpha;
+        # alpha reboots (sm-notify); beta's statd calls the callback.
+        a, b = self.topo['alpha'], self.topo['beta']
+        cb = b.spawn([peers.runfile('tests/peers/nlm_client'),
+                      '--serve-callbacks', '--port', '4045', '--count', '1',
+                      '--max-seconds', '30'], name='lockd')
+        cb.wait_for_log(r'^serving port=4045 registered=1', 5)
+        mon = 'name=alpha,my_name=localhost,prog=100021,vers=4,proc=16'
+        replies, _ = peers.nsm_client(b, [
+            '--server', '127.0.0.1', 'stat:name=alpha',
+            'mon:%s,priv=00112233445566778899aabbccddeeff' % mon])
+        self.assertRegex(replies[0].result, r'^STAT_SUCC state=\d+$')
+        self.assertRegex(replies[1].result, r'^STAT_SUCC state=\d+$')
+        # statd writes the monitor record where sm-notify will look for it.
+        self.assertTrue(os.path.exists(os.path.join(b.nfs_dir, 'sm',
+                                                    'alpha')))
+        result = peers.sm_notify(a, os.path.join(a.dir, 'nsm-reboot'),
+                                 ['beta'], 'alpha', 9)
+        self.assertEqual(result.unacknowledged, [], result.output)
+        m = cb.wait_for_log(r'^SM_NOTIFY_CB mon_name=alpha state=9 '
+                            r'priv=00112233445566778899aabbccddeeff '
+                            r'from=127\.0\.0\.1', timeout=10)
+        self.assertTrue(m)
+        cb.wait(10)
+        replies, _ = peers.nsm_client(b, ['--server', '127.0.0.1',
+                                          'unmon:' + mon])
+        self.assertRegex(replies[0].result, r'^state=\d+$')
+        # From another host statd refuses to monitor (loopback only).
+        replies, _ = peers.nsm_client(a, ['--server', 'beta', 'mon:' + mon])
+        self.assertRegex(replies[0].result, r'^STAT_FAIL')
+
     def test_sm_notify_rejects_an_even_state(self):
         with self.assertRaises(ValueError):
             peers.prepare_nsm_state_dir(

@@ -238,3 +238,20 @@ def start_ganesha(host, export='/export', fsal='MEM', nlm_port=GANESHA_NLM_PORT,
         proc.wait_for_port(port, 'tcp', timeout)
     proc.wait_for_port(nlm_port, 'udp', timeout)
     return proc
+
+
+NsmReply = collections.namedtuple('NsmReply', ['op', 'result'])
+
+
+def nsm_client(host, args, timeout=PEER_TIMEOUT_S, check=True):
+    """Runs tests/peers/nsm_client on `host`; returns (list of NsmReply,
+    CompletedProcess). `result` is the rest of the line: 'STAT_SUCC
+    state=3', 'state=5', 'void-reply' or 'RPC_ERROR <why>'."""
+    res = host.run([runfile('tests/peers/nsm_client')] + list(args),
+                   timeout=timeout, check=check)
+    replies = []
+    for line in res.stdout.splitlines():
+        op, _, rest = line.strip().partition(' ')
+        if op and rest:
+            replies.append(NsmReply(op, rest))
+    return replies, res

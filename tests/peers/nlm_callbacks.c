@@ -31,6 +31,7 @@ struct sockaddr *rpc_get_recv_sockaddr(struct rpc_context *rpc);
 #define NLM4_PROC_GRANTED 5
 #define NLM4_PROC_GRANTED_MSG 10
 #define NLM4_PROC_GRANTED_RES 15
+#define NLM4_PROC_SM_NOTIFY 16
 #define GRANTED_RES_TIMEOUT_MS 2000
 #define POLL_SLICE_MS 100
 
@@ -201,6 +202,36 @@ ZEROING_DECODER(NLM4_CANCres)
 ZEROING_DECODER(NLM4_UNLOCKres)
 ZEROING_DECODER(NLM4_GRANTEDres)
 
+/* The private statd -> lockd callback (proc 16, not in XNFS): rpc.statd's
+ * struct status { string mon_name<SM_MAXSTRLEN>; int state;
+ * opaque priv[16]; }, decoded with libnfs's zdr primitives. */
+struct sm_status {
+  char *mon_name;
+  int32_t state;
+  char priv[16];
+};
+
+static uint32_t decode_sm_status(ZDR *z, void *p, ...) {
+  struct sm_status *s = (struct sm_status *)p;
+  memset(s, 0, sizeof(*s));
+  return zdr_string(z, &s->mon_name, 1024) && zdr_int(z, &s->state) &&
+         zdr_opaque(z, s->priv, sizeof(s->priv));
+}
+
+static int proc_sm_notify(struct rpc_context *rpc, struct rpc_msg *call) {
+  const struct sm_status *s = (const struct sm_status *)call->body.cbody.args;
+  bool udp = rpc == g_udp;
+  char from[INET6_ADDRSTRLEN], priv[2 * 16 + 4];
+  peer_address(rpc, udp, from, sizeof(from));
+  printf("SM_NOTIFY_CB mon_name=%s state=%d priv=%s from=%s proto=%s\n",
+         s->mon_name ? s->mon_name : "", s->state,
+         hex_encode(s->priv, sizeof(s->priv), priv, sizeof(priv)), from,
+         udp ? "udp" : "tcp");
+  fflush(stdout);
+  g_callbacks++;
+  return rpc_send_reply(rpc, call, NULL, (zdrproc_t)zdr_void, 0);
+}
+
 static uint32_t decode_void(ZDR *z, void *p, ...) {
   (void)z;
   (void)p;
@@ -219,6 +250,8 @@ static struct service_proc kProcs[] = {
     {14, proc_unlock_res, decode_NLM4_UNLOCKres, sizeof(NLM4_UNLOCKres)},
     {NLM4_PROC_GRANTED_RES, proc_granted_res, decode_NLM4_GRANTEDres,
      sizeof(NLM4_GRANTEDres)},
+    {NLM4_PROC_SM_NOTIFY, proc_sm_notify, decode_sm_status,
+     sizeof(struct sm_status)},
 };
 #define PROCS_COUNT ((int)(sizeof(kProcs) / sizeof(kProcs[0])))
 

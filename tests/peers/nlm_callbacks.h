@@ -10,6 +10,9 @@
  *                         answers to our own _MSG calls; printed as
  *                         "LOCK_RES NLM4_GRANTED cookie=.. from=.. proto=.."
  *                         (GRANTED_RES as GRANTED_RES_RECEIVED)
+ *   proc 16               rpc.statd's private callback after an SM_NOTIFY
+ *                         for a host monitored with my_proc 16: printed as
+ *                         "SM_NOTIFY_CB mon_name=.. state=N priv=HEX .."
  *   NULL (proc 0)
  *
  * It listens on one port over UDP and TCP (libnfs server contexts),

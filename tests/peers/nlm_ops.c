@@ -14,13 +14,6 @@
 
 #include "tests/peers/raw_rpc.h"
 
-/* libnfs 4.0 exports these UDP calls but declares them only in its private
- * header; the signatures are stable from 1.x to 5.x. */
-struct rpc_context *rpc_init_udp_context(void);
-int rpc_bind_udp(struct rpc_context *rpc, char *addr, int port);
-int rpc_set_udp_destination(struct rpc_context *rpc, char *addr, int port,
-                            int is_broadcast);
-
 /* NLM4 procedures libnfs 4.0 has no client call for (RFC 1813 NLM4). */
 #define NLM4_PROC_SHARE 20
 #define NLM4_PROC_UNSHARE 21
@@ -443,56 +436,8 @@ int nlm_op_run(struct nlm_target *t, int op, const char *label,
   return rc;
 }
 
-struct connect_state {
-  bool done;
-  bool ok;
-  char err[256];
-};
-
-static void on_connect(struct rpc_context *rpc, int status, void *data,
-                       void *priv) {
-  struct connect_state *c = (struct connect_state *)priv;
-  (void)rpc;
-  c->done = true;
-  c->ok = status == RPC_STATUS_SUCCESS;
-  if (!c->ok) snprintf(c->err, sizeof(c->err), "%s", (const char *)data);
-}
-
 struct rpc_context *nlm_connect(const char *server, int *port, bool udp,
                                 int timeout_ms) {
-  char err[256];
-  if (*port == 0) {
-    *port = raw_rpcb_getport(server, NLM_PROGRAM, NLM_V4, udp, err,
-                             sizeof(err));
-    if (*port < 0) {
-      fprintf(stderr, "nlm_client: NLM4 port of %s: %s\n", server, err);
-      return NULL;
-    }
-  }
-  struct rpc_context *rpc = udp ? rpc_init_udp_context() : rpc_init_context();
-  if (rpc == NULL) {
-    fprintf(stderr, "nlm_client: cannot create an RPC context\n");
-    return NULL;
-  }
-  if (udp) {
-    if (rpc_bind_udp(rpc, (char *)"0.0.0.0", 0) != 0 ||
-        rpc_set_udp_destination(rpc, (char *)server, *port, 0) != 0) {
-      fprintf(stderr, "nlm_client: UDP to %s:%d: %s\n", server, *port,
-              rpc_get_error(rpc));
-      rpc_destroy_context(rpc);
-      return NULL;
-    }
-    return rpc;
-  }
-  struct connect_state c = {false, false, ""};
-  if (rpc_connect_port_async(rpc, server, *port, NLM_PROGRAM, NLM_V4,
-                             on_connect, &c) != 0 ||
-      rpc_wait(rpc, &c.done, timeout_ms, c.err, sizeof(c.err)) != 0 ||
-      !c.ok) {
-    fprintf(stderr, "nlm_client: connect %s:%d: %s\n", server, *port,
-            c.err[0] ? c.err : rpc_get_error(rpc));
-    rpc_destroy_context(rpc);
-    return NULL;
-  }
-  return rpc;
+  return peer_connect("nlm_client", server, port, udp, NLM_PROGRAM, NLM_V4,
+                      timeout_ms);
 }

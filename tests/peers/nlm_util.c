@@ -13,6 +13,15 @@
 #include <nfsc/libnfs.h>
 #include <nfsc/libnfs-raw.h>
 
+#include "tests/peers/raw_rpc.h"
+
+/* libnfs 4.0 exports these UDP calls but declares them only in its private
+ * header; the signatures are stable from 1.x to 5.x. */
+struct rpc_context *rpc_init_udp_context(void);
+int rpc_bind_udp(struct rpc_context *rpc, char *addr, int port);
+int rpc_set_udp_destination(struct rpc_context *rpc, char *addr, int port,
+                            int is_broadcast);
+
 /* One poll() never sleeps longer than this, so libnfs can expire calls
  * (rpc_service with no events) and our deadline is checked. */
 #define POLL_SLICE_MS 100
@@ -103,4 +112,59 @@ int rpc_wait(struct rpc_context *rpc, const bool *done, int timeout_ms,
     }
   }
   return 0;
+}
+
+struct connect_state {
+  bool done;
+  bool ok;
+  char err[256];
+};
+
+static void on_connect(struct rpc_context *rpc, int status, void *data,
+                       void *priv) {
+  struct connect_state *c = (struct connect_state *)priv;
+  (void)rpc;
+  c->done = true;
+  c->ok = status == RPC_STATUS_SUCCESS;
+  if (!c->ok) snprintf(c->err, sizeof(c->err), "%s", (const char *)data);
+}
+
+struct rpc_context *peer_connect(const char *who, const char *server,
+                                 int *port, bool udp, uint32_t prog,
+                                 uint32_t vers, int timeout_ms) {
+  char err[256];
+  if (*port == 0) {
+    *port = raw_rpcb_getport(server, prog, vers, udp, err, sizeof(err));
+    if (*port < 0) {
+      fprintf(stderr, "%s: port of %u/%u on %s: %s\n", who, prog, vers,
+              server, err);
+      return NULL;
+    }
+  }
+  struct rpc_context *rpc = udp ? rpc_init_udp_context() : rpc_init_context();
+  if (rpc == NULL) {
+    fprintf(stderr, "%s: cannot create an RPC context\n", who);
+    return NULL;
+  }
+  if (udp) {
+    if (rpc_bind_udp(rpc, (char *)"0.0.0.0", 0) != 0 ||
+        rpc_set_udp_destination(rpc, (char *)server, *port, 0) != 0) {
+      fprintf(stderr, "%s: UDP to %s:%d: %s\n", who, server, *port,
+              rpc_get_error(rpc));
+      rpc_destroy_context(rpc);
+      return NULL;
+    }
+    return rpc;
+  }
+  struct connect_state c = {false, false, ""};
+  if (rpc_connect_port_async(rpc, server, *port, (int)prog, (int)vers,
+                             on_connect, &c) != 0 ||
+      rpc_wait(rpc, &c.done, timeout_ms, c.err, sizeof(c.err)) != 0 ||
+      !c.ok) {
+    fprintf(stderr, "%s: connect %s:%d: %s\n", who, server, *port,
+            c.err[0] ? c.err : rpc_get_error(rpc));
+    rpc_destroy_context(rpc);
+    return NULL;
+  }
+  return rpc;
 }

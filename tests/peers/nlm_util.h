@@ -1,6 +1,7 @@
 /*
- * Small helpers shared by the NLM4 test peers (nlm_client, its callback
- * server): hex strings, status names, a poll loop for libnfs contexts.
+ * Small helpers shared by the test peers (nlm_client, its callback server,
+ * nsm_client): hex strings, status names, connecting and a poll loop for
+ * libnfs contexts.
  *
  * Thread-safety: single-threaded use (nlm4_stat_name returns a static
  * buffer for unknown codes); the peers are single-threaded programs.
@@ -41,5 +42,12 @@ int64_t now_ms(void);
  * (err filled from libnfs); -2 on timeout. */
 int rpc_wait(struct rpc_context *rpc, const bool *done, int timeout_ms,
              char *err, size_t err_len);
+
+/* A libnfs context for prog/vers at server:port: a TCP connection, or a
+ * UDP socket addressed to it. Port 0: ask the server's rpcbind. Returns
+ * NULL with a message prefixed by `who` on stderr. */
+struct rpc_context *peer_connect(const char *who, const char *server,
+                                 int *port, bool udp, uint32_t prog,
+                                 uint32_t vers, int timeout_ms);
 
 #endif /* LOCKWARDEN_TESTS_PEERS_NLM_UTIL_H_ */
