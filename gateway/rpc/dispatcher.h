@@ -74,6 +74,10 @@ struct CallContext {
   TransportKind transport = TransportKind::kUdp;
   std::string peer_address;
   uint16_t peer_port = 0;
+  // The address the call arrived on: the connection's for TCP, the
+  // socket's bound address for UDP (which is "0.0.0.0"/"::" on a wildcard
+  // socket, where the datagram's destination is not known).
+  std::string local_address;
   uint16_t local_port = 0;
   bool peer_is_loopback = false;
 };

@@ -153,7 +153,9 @@ class RpcServer::UdpEndpoint
     context.peer_port = sender_.port();
     context.peer_is_loopback = peer.is_loopback();
     asio::error_code ec;
-    context.local_port = socket_.local_endpoint(ec).port();
+    const udp::endpoint local = socket_.local_endpoint(ec);
+    context.local_address = NormalizedAddressString(local.address());
+    context.local_port = local.port();
     udp::endpoint to = sender_;
     shared_->dispatcher.Dispatch(
         context, absl::string_view(buffer_.data(), n),
@@ -202,7 +204,9 @@ class RpcServer::TcpConnection
     context_.peer_address = address.to_string();
     context_.peer_port = peer.port();
     context_.peer_is_loopback = address.is_loopback();
-    context_.local_port = socket_.local_endpoint(ec).port();
+    const tcp::endpoint local = socket_.local_endpoint(ec);
+    context_.local_address = NormalizedAddressString(local.address());
+    context_.local_port = local.port();
   }
 
   void Start() {
