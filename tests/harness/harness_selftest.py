@@ -284,6 +284,20 @@ class GaneshaNlmTest(unittest.TestCase):
         self.assertRegex(by_cookie['00000004'],
                          r'^TEST_RES NLM4_(GRANTED|DENIED)')
 
+    def test_repeat_summary_counts_every_call(self):
+        _, res = peers.nlm_client(self.client, [
+            '--server', 'server', '--caller', 'client', '--fh', self.fh,
+            '--repeat', '50', '--summary',
+            'lock:svid=61,excl=1,offset=6000,len=1',
+            'test:svid=62,excl=1,offset=6000,len=1',
+            'unlock:svid=61,offset=6000,len=1'], timeout=30)
+        lines = res.stdout.splitlines()
+        self.assertRegex(lines[0], r'^summary op=lock calls=50 rpc_errors=0 '
+                         r'NLM4_GRANTED=50 p50_us=\d+ ')
+        self.assertRegex(lines[1], r'^summary op=test calls=50 rpc_errors=0 '
+                         r'NLM4_DENIED=50 ')
+        self.assertRegex(lines[3], r'^summary total calls=150 ')
+
     def test_blocking_lock_is_granted_by_callback(self):
         cb = self.start_callbacks(count=1)
         rng = 'offset=9000,len=10'

@@ -28,6 +28,13 @@
  *       [--count N] [--max-seconds S] [--reply-status NLM4_GRANTED]
  *       [--no-granted-res]
  *
+ * Load mode (a peer for benchmarks): --repeat N runs the script N times on
+ * the one connection; --summary replaces the per-call lines with one line
+ * per script position and a total:
+ *   summary op=lock calls=N rpc_errors=0 NLM4_GRANTED=N p50_us=.. p90_us=..
+ *       p99_us=.. max_us=..
+ *   summary total calls=N elapsed_ms=M calls_per_s=R
+ *
  * Exit status: 0 if every call got a reply (whatever its NLM status),
  * 1 if a call failed at the RPC level, 2 on bad usage or setup failure.
  *
@@ -35,6 +42,7 @@
  */
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +65,53 @@ struct nfs_fh {
 #define DEFAULT_SERVE_SECONDS 120
 /* A script longer than this is a mistake, not a test. */
 #define OPS_MAX 256
+/* --repeat bound, and the latency samples kept (8 bytes each). */
+#define REPEAT_MAX 10000000L
+#define SAMPLES_MAX 10000000L
+#define NLM4_STATUS_COUNT 10
+
+/* Latencies and outcomes of one script position over all repetitions. */
+struct op_stats {
+  int64_t *lat_us;
+  long n;
+  long rpc_errors;
+  long no_status;
+  long by_status[NLM4_STATUS_COUNT];
+  long other_status;
+};
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static void record(struct op_stats *s, int64_t lat_us, int result) {
+  s->lat_us[s->n++] = lat_us;
+  if (result == NLM_RESULT_RPC_ERROR) {
+    s->rpc_errors++;
+  } else if (result == NLM_RESULT_NO_STATUS) {
+    s->no_status++;
+  } else if (result >= 0 && result < NLM4_STATUS_COUNT) {
+    s->by_status[result]++;
+  } else {
+    s->other_status++;
+  }
+}
+
+static void print_summary(const char *label, struct op_stats *s) {
+  if (s->n == 0) return;
+  qsort(s->lat_us, (size_t)s->n, sizeof(int64_t), cmp_i64);
+  printf("summary op=%s calls=%ld rpc_errors=%ld", label, s->n,
+         s->rpc_errors);
+  for (int i = 0; i < NLM4_STATUS_COUNT; i++)
+    if (s->by_status[i]) printf(" %s=%ld", nlm4_stat_name(i), s->by_status[i]);
+  if (s->other_status) printf(" other=%ld", s->other_status);
+  if (s->no_status) printf(" no_status=%ld", s->no_status);
+  printf(" p50_us=%" PRId64 " p90_us=%" PRId64 " p99_us=%" PRId64
+         " max_us=%" PRId64 "\n",
+         s->lat_us[s->n / 2], s->lat_us[s->n * 9 / 10],
+         s->lat_us[s->n * 99 / 100], s->lat_us[s->n - 1]);
+}
 
 static void usage(void) {
   fprintf(stderr,
@@ -113,7 +168,7 @@ enum {
   OPT_OFFSET, OPT_LENGTH, OPT_EXCL, OPT_STATE, OPT_RECLAIM, OPT_MODE,
   OPT_ACCESS, OPT_TIMEOUT, OPT_EXPORT, OPT_FILE, OPT_CREATE, OPT_SERVE,
   OPT_NO_REGISTER, OPT_COUNT, OPT_MAX_SECONDS, OPT_REPLY_STATUS,
-  OPT_NO_GRANTED_RES,
+  OPT_NO_GRANTED_RES, OPT_REPEAT, OPT_SUMMARY,
 };
 
 static const struct option kLongOpts[] = {
@@ -141,6 +196,8 @@ static const struct option kLongOpts[] = {
     {"max-seconds", required_argument, 0, OPT_MAX_SECONDS},
     {"reply-status", required_argument, 0, OPT_REPLY_STATUS},
     {"no-granted-res", no_argument, 0, OPT_NO_GRANTED_RES},
+    {"repeat", required_argument, 0, OPT_REPEAT},
+    {"summary", no_argument, 0, OPT_SUMMARY},
     {0, 0, 0, 0},
 };
 
@@ -161,7 +218,8 @@ int main(int argc, char **argv) {
   snprintf(defaults.caller, sizeof(defaults.caller), "nlm-client");
   const char *server = NULL, *export = NULL, *file = NULL;
   int port = 0, timeout_ms = DEFAULT_TIMEOUT_MS;
-  bool udp = false, create = false, serve = false;
+  bool udp = false, create = false, serve = false, summary = false;
+  long repeat = 1;
   struct serve_options so = {0, true, 0, DEFAULT_SERVE_SECONDS, 0, true};
   int bad = 0, c;
   while ((c = getopt_long(argc, argv, "", kLongOpts, NULL)) != -1) {
@@ -193,6 +251,8 @@ int main(int argc, char **argv) {
         bad |= so.reply_status < 0;
         break;
       case OPT_NO_GRANTED_RES: so.send_granted_res = false; break;
+      case OPT_REPEAT: repeat = atol(optarg); break;
+      case OPT_SUMMARY: summary = true; break;
       default: bad = 1;
     }
   }
@@ -209,7 +269,8 @@ int main(int argc, char **argv) {
     return serve_callbacks(&so) == 0 ? 0 : 2;
   }
   if (server == NULL || (export == NULL) != (file == NULL) ||
-      argc - optind > OPS_MAX) {
+      argc - optind > OPS_MAX || repeat < 1 || repeat > REPEAT_MAX ||
+      repeat * (argc - optind) > SAMPLES_MAX) {
     usage();
     return 2;
   }
@@ -240,12 +301,42 @@ int main(int argc, char **argv) {
   }
   struct rpc_context *rpc = nlm_connect(server, &port, udp, timeout_ms);
   if (rpc == NULL) return 2;
-  struct nlm_target t = {rpc, server, port, udp, timeout_ms};
-  int failures = 0;
-  for (int k = 0; k < argc - optind; k++) {
-    if (nlm_op_run(&t, ops[k], labels[k], &params[k], (uint32_t)k + 1) != 0)
-      failures++;
+  struct nlm_target t = {rpc, server, port, udp, timeout_ms, summary};
+  int nops = argc - optind;
+  struct op_stats *stats = calloc((size_t)nops, sizeof(*stats));
+  if (stats == NULL) return 2;
+  for (int k = 0; k < nops; k++) {
+    stats[k].lat_us = malloc((size_t)repeat * sizeof(int64_t));
+    if (stats[k].lat_us == NULL) return 2;
   }
+  long failures = 0;
+  uint32_t call_number = 0;
+  int64_t start_us = now_us();
+  for (long rep = 0; rep < repeat; rep++) {
+    for (int k = 0; k < nops; k++) {
+      int result;
+      int64_t t0 = now_us();
+      if (nlm_op_run(&t, ops[k], labels[k], &params[k], ++call_number,
+                     &result) != 0)
+        failures++;
+      record(&stats[k], now_us() - t0, result);
+    }
+  }
+  int64_t elapsed_us = now_us() - start_us;
+  if (summary) {
+    long calls = 0;
+    for (int k = 0; k < nops; k++) {
+      if (ops[k] == OP_SLEEP) continue;
+      print_summary(labels[k], &stats[k]);
+      calls += stats[k].n;
+    }
+    printf("summary total calls=%ld elapsed_ms=%" PRId64
+           " calls_per_s=%.0f\n",
+           calls, elapsed_us / 1000,
+           elapsed_us > 0 ? calls * 1e6 / (double)elapsed_us : 0.0);
+  }
+  for (int k = 0; k < nops; k++) free(stats[k].lat_us);
+  free(stats);
   rpc_destroy_context(rpc);
   for (int k = 0; k < argc - optind; k++) free(labels[k]);
   free(labels);

@@ -4,6 +4,7 @@
 #include "tests/peers/nlm_ops.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,8 +374,21 @@ static int msg_call(struct nlm_target *t, int op, const struct nlm_params *p,
                       args, len, NULL, 0, NULL, t->timeout_ms, err, err_len);
 }
 
+/* Per-call output, silenced in --summary runs. */
+static void emit(const struct nlm_target *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void emit(const struct nlm_target *t, const char *fmt, ...) {
+  if (t->quiet) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+}
+
 int nlm_op_run(struct nlm_target *t, int op, const char *label,
-               const struct nlm_params *p, uint32_t call_number) {
+               const struct nlm_params *p, uint32_t call_number,
+               int *result) {
+  *result = NLM_RESULT_NO_STATUS;
   if (op == OP_SLEEP) {
     int64_t until = now_ms() + p->sleep_ms;
     bool never = false;
@@ -384,7 +398,7 @@ int nlm_op_run(struct nlm_target *t, int op, const char *label,
       rpc_wait(t->rpc, &never, (int)(until - now_ms()), ignored,
                sizeof(ignored));
     }
-    printf("%s SKIPPED slept=%dms\n", label, p->sleep_ms);
+    emit(t, "%s SKIPPED slept=%dms\n", label, p->sleep_ms);
     fflush(stdout);
     return 0;
   }
@@ -397,13 +411,14 @@ int nlm_op_run(struct nlm_target *t, int op, const char *label,
                             (unsigned char)(call_number >> 16),
                             (unsigned char)(call_number >> 8),
                             (unsigned char)call_number};
-      printf("%s SENT cookie=%s\n", label,
-             p->cookie_len >= 0
-                 ? hex_encode(p->cookie, (size_t)p->cookie_len, cookie,
-                              sizeof(cookie))
-                 : hex_encode(c, sizeof(c), cookie, sizeof(cookie)));
+      emit(t, "%s SENT cookie=%s\n", label,
+           p->cookie_len >= 0
+               ? hex_encode(p->cookie, (size_t)p->cookie_len, cookie,
+                            sizeof(cookie))
+               : hex_encode(c, sizeof(c), cookie, sizeof(cookie)));
     } else {
-      printf("%s RPC_ERROR %s\n", label, err);
+      *result = NLM_RESULT_RPC_ERROR;
+      emit(t, "%s RPC_ERROR %s\n", label, err);
     }
     fflush(stdout);
     return rc;
@@ -415,22 +430,25 @@ int nlm_op_run(struct nlm_target *t, int op, const char *label,
                ? raw_call(t, op, p, call_number, &r)
                : libnfs_call(t, op, p, call_number, &r);
   if (rc != 0) {
-    printf("%s RPC_ERROR %s\n", label, r.err);
+    *result = NLM_RESULT_RPC_ERROR;
+    emit(t, "%s RPC_ERROR %s\n", label, r.err);
   } else if (op == OP_NULL || op == OP_FREE_ALL) {
-    printf("%s NLM4_GRANTED void-reply\n", label);
+    emit(t, "%s NLM4_GRANTED void-reply\n", label);
   } else {
-    printf("%s %s", label, nlm4_stat_name(r.stat));
+    *result = r.stat;
+    emit(t, "%s %s", label, nlm4_stat_name(r.stat));
     if (r.has_holder) {
       char oh_hex[2 * 64 + 4];
-      printf(" holder=svid:%u,excl:%u,offset:%" PRIu64 ",len:%" PRIu64
-             ",oh:%s",
-             r.holder.svid, r.holder.exclusive, r.holder.l_offset,
-             r.holder.l_len,
-             hex_encode(r.holder_oh, strlen(r.holder_oh), oh_hex,
-                        sizeof(oh_hex)));
+      emit(t,
+           " holder=svid:%u,excl:%u,offset:%" PRIu64 ",len:%" PRIu64
+           ",oh:%s",
+           r.holder.svid, r.holder.exclusive, r.holder.l_offset,
+           r.holder.l_len,
+           hex_encode(r.holder_oh, strlen(r.holder_oh), oh_hex,
+                      sizeof(oh_hex)));
     }
-    if (r.cookie_mismatch) printf(" cookie-mismatch");
-    printf("\n");
+    if (r.cookie_mismatch) emit(t, " cookie-mismatch");
+    emit(t, "\n");
   }
   fflush(stdout);
   return rc;

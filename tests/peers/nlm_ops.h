@@ -69,7 +69,12 @@ struct nlm_target {
   int port;
   bool udp;
   int timeout_ms;
+  bool quiet; /* no per-call lines (--summary) */
 };
+
+/* nlm_op_run's *result besides an nlm4_stats value. */
+#define NLM_RESULT_RPC_ERROR (-1)
+#define NLM_RESULT_NO_STATUS (-2) /* void reply, one-way message, sleep */
 
 /* Parses "lock", "test", "lock-block", ...; -1 if unknown. */
 int nlm_op_parse(const char *name);
@@ -79,10 +84,12 @@ int nlm_op_parse(const char *name);
  * cookie mode access ms. */
 int nlm_params_override(struct nlm_params *p, const char *spec);
 
-/* Performs one operation and prints its line. Returns 0 if the server
+/* Performs one operation and prints its line (unless t->quiet); stores the
+ * NLM status or an NLM_RESULT_* in *result. Returns 0 if the server
  * replied (whatever the NLM status), -1 on an RPC failure. */
 int nlm_op_run(struct nlm_target *t, int op, const char *label,
-               const struct nlm_params *p, uint32_t call_number);
+               const struct nlm_params *p, uint32_t call_number,
+               int *result);
 
 /* Opens a libnfs context to server:port (port 0: ask server's rpcbind).
  * Returns NULL with a message on stderr on failure. */

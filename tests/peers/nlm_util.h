@@ -35,8 +35,9 @@ const char *nlm4_stat_name(int stat);
 /* Parses "NLM4_DENIED" (or a number) into a status; -1 if unknown. */
 int nlm4_stat_parse(const char *name);
 
-/* Milliseconds on a monotonic clock. */
+/* Milliseconds / microseconds on a monotonic clock. */
 int64_t now_ms(void);
+int64_t now_us(void);
 
 /* Services `rpc` until *done is set. Returns 0; -1 if the context failed
  * (err filled from libnfs); -2 on timeout. */
