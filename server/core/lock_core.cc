@@ -178,6 +178,7 @@ Reply LockCore::LockInFile(const LockCmd& c, FileState& f, OwnerId owner,
         l.exclusive == c.exclusive) {
       Reply r;
       r.fencing_token = ConfirmGrant(c.fh, f, l.token);
+      GrantWaiters(c.fh, f);  // Confirming may downgrade the owner's range.
       return r;
     }
   }

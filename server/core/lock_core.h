@@ -247,6 +247,9 @@ class LockCore {
   absl::Status FinishRebuild();
 
   // ---- Checks (lock_core_check.cc) ----
+  // Every remembered request id maps back to its FIFO slot (O(n) lookups,
+  // so only Rebuild runs it; CheckInvariants checks sizes and order).
+  absl::Status CheckDedupIndex() const;
   absl::Status CheckFile(const std::string& fh, const FileState& f,
                          absl::flat_hash_map<OwnerId, uint32_t>& refs,
                          size_t& unconfirmed) const;

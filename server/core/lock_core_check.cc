@@ -177,11 +177,21 @@ absl::Status LockCore::CheckInvariants() const {
   if (dedup_.size() != dedup_order_.size()) {
     return absl::InternalError("invariant broken: dedup index");
   }
-  for (size_t i = 0; i < dedup_order_.size(); ++i) {
-    auto it = dedup_.find(dedup_order_[i].second);
-    if (it == dedup_.end() || it->second.id != dedup_order_[i].first ||
-        (i > 0 && dedup_order_[i - 1].first >= dedup_order_[i].first)) {
+  uint64_t previous = 0;
+  for (const auto& [id, request_id] : dedup_order_) {
+    if (id <= previous || id >= counters_.next_id) {
       return absl::InternalError("invariant broken: dedup order");
+    }
+    previous = id;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LockCore::CheckDedupIndex() const {
+  for (const auto& [id, request_id] : dedup_order_) {
+    auto it = dedup_.find(request_id);
+    if (it == dedup_.end() || it->second.id != id) {
+      return absl::InternalError("invariant broken: dedup index");
     }
   }
   return absl::OkStatus();

@@ -201,7 +201,10 @@ void LockCore::RememberReply(const std::string& request_id, uint8_t kind,
 
 std::map<std::string, std::string> LockCore::Snapshot() const {
   std::map<std::string, std::string> out;
-  out[std::string(codec::kCountersKey)] = CountersValue();
+  // A fresh core has persisted nothing, not even its counters.
+  if (counters_ != internal::Counters{}) {
+    out[std::string(codec::kCountersKey)] = CountersValue();
+  }
   for (const auto& [fh, f] : files_) {
     for (const LockEntry& l : f.locks) {
       out[IdKey(codec::kLockPrefix, l.token)] = LockValue(fh, l);

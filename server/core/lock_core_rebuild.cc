@@ -289,6 +289,7 @@ absl::Status LockCore::FinishRebuild() {
   }
   // Records were visited in key order, so dedup_order_ is already FIFO.
   absl::Status s = CheckInvariants();
+  if (s.ok()) s = CheckDedupIndex();
   if (!s.ok()) {
     return absl::DataLossError(
         absl::StrCat("persisted state is inconsistent: ", s.message()));
