@@ -388,6 +388,38 @@ class CleanupTest(unittest.TestCase):
         self.assertNotIn(ns, netns.list_namespaces())
         self.assertFalse(_pid_running(int(pid)))
 
+    def test_cleanup_stale_after_sigkill_removes_namespace_and_processes(
+            self):
+        # SIGKILL leaves no chance to clean up: the next run's
+        # cleanup_stale() must find the namespace and the daemon inside.
+        script = (
+            'import sys, time\n'
+            'sys.path.insert(0, %r)\n'
+            'from tests.harness import netns\n'
+            't = netns.Topology(["killed"]).__enter__()\n'
+            'p = t["killed"].spawn(["sleep", "600"])\n'
+            'print(t["killed"].netns, p.pid, flush=True)\n'
+            'time.sleep(60)\n') % _import_root()
+        child = subprocess.Popen([sys.executable, '-c', script],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            ns, pid = child.stdout.readline().split()
+            child.kill()
+            child.wait(10)
+        finally:
+            child.stdout.close()
+        self.assertIn(ns, netns.list_namespaces())
+        self.assertTrue(_pid_running(int(pid)))
+        removed = netns.cleanup_stale()
+        self.assertIn(ns, removed)
+        self.assertNotIn(ns, netns.list_namespaces())
+        deadline = time.monotonic() + 5
+        while _pid_running(int(pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(_pid_running(int(pid)))
+        self.assertFalse(os.path.exists(os.path.join(netns.ETC_NETNS_DIR,
+                                                     ns)))
+
     def test_cleanup_stale_removes_only_dead_runs(self):
         dead = subprocess.Popen(['true'])
         dead.wait()

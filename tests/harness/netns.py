@@ -116,7 +116,8 @@ def _remove_namespace(ns, errors):
     is ours), deletes it and its /etc/netns and owner entries."""
     for attempt in range(3):
         res = _ip('netns', 'pids', ns, check=False)
-        pids = [int(p) for p in res.stdout.split()] if res.returncode == 0 else []
+        pids = ([int(p) for p in res.stdout.split()]
+                if res.returncode == 0 else [])
         if not pids:
             break
         for pid in pids:
@@ -146,6 +147,17 @@ def cleanup_stale():
         if ns.startswith(PREFIX) and not _owner_alive(ns):
             _remove_namespace(ns, errors)
             removed.append(ns)
+    # Records of a run killed between creating a record and its namespace
+    # (or after deleting the namespace): no namespace, dead owner.
+    for parent in (ETC_NETNS_DIR, OWNER_DIR):
+        try:
+            names = os.listdir(parent)
+        except FileNotFoundError:
+            continue
+        for ns in names:
+            if (ns.startswith(PREFIX) and ns not in list_namespaces() and
+                    not _owner_alive(ns)):
+                _remove_namespace(ns, errors)
     if errors:
         raise HarnessError('stale cleanup incomplete: ' + '; '.join(errors))
     return removed
@@ -203,7 +215,7 @@ class Host:
                                      stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         proc = procs.Process('%s@%s' % (name, self.name), argv, popen,
-                             log_path)
+                             log_path, netns_inode=self.netns_inode)
         self.topo._processes.append(proc)
         return proc
 
@@ -242,6 +254,11 @@ class Host:
         """Takes this host's eth0 up or down (a crude partition)."""
         _ip('-n', self.netns, 'link', 'set', 'dev', 'eth0',
             'up' if up else 'down')
+
+    @property
+    def netns_inode(self):
+        """Inode identifying this host's network namespace."""
+        return os.stat(os.path.join(NETNS_DIR, self.netns)).st_ino
 
     def _create(self):
         _ip('netns', 'add', self.netns)
@@ -368,6 +385,11 @@ class Topology:
         if self._closed:
             return
         self._closed = True
+        # A second SIGTERM must not interrupt the cleanup it asked for.
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
         errors = []
         # Reverse start order: clients and captures before the daemons they
         # talk to, statd before rpcbind.
@@ -378,11 +400,12 @@ class Topology:
                 errors.append('%s: %s' % (proc, e))
         for ns in reversed(self._created_ns):
             _remove_namespace(ns, errors)
-        if self._old_sigterm is not None:
-            try:
-                signal.signal(signal.SIGTERM, self._old_sigterm)
-            except ValueError:
-                pass
+        try:
+            signal.signal(signal.SIGTERM, self._old_sigterm
+                          if self._old_sigterm is not None
+                          else signal.SIG_DFL)
+        except ValueError:
+            pass
         try:
             atexit.unregister(self.close)
         except Exception:

@@ -67,8 +67,11 @@ def _proc_net_ports(pid, proto):
 class Process:
     """A long-running process started by Host.spawn()."""
 
-    def __init__(self, name, argv, popen, log_path):
+    def __init__(self, name, argv, popen, log_path, netns_inode=None):
         self.name = name
+        # Inode of the network namespace the process must be in before its
+        # /proc/<pid>/net is trusted (None: no check).
+        self.netns_inode = netns_inode
         self.argv = list(argv)
         self.popen = popen
         self.pid = popen.pid
@@ -151,6 +154,18 @@ class Process:
                                       timeout, tail(self.log_path)))
             time.sleep(POLL_INTERVAL_S)
 
+    def _in_netns(self):
+        """True once the process has entered its namespace: until `ip netns
+        exec` has called setns(), /proc/<pid>/net shows the machine's own
+        sockets, and a port bound there must not count."""
+        if self.netns_inode is None:
+            return True
+        try:
+            return os.stat('/proc/%d/ns/net' % self.pid).st_ino == \
+                self.netns_inode
+        except OSError:
+            return False
+
     def wait_for_port(self, port, proto='tcp', timeout=10.0):
         """Waits until `port` is bound (TCP: listening) in this process's
         network namespace. Raises HarnessError on timeout or exit."""
@@ -160,7 +175,7 @@ class Process:
         while True:
             if not self.alive():
                 raise self._died('%s port %d' % (proto, port))
-            if port in _proc_net_ports(self.pid, proto):
+            if self._in_netns() and port in _proc_net_ports(self.pid, proto):
                 return
             if time.monotonic() > deadline:
                 raise HarnessError('%s: %s port %d not bound after %.1fs; '
