@@ -1,5 +1,7 @@
 #include "cli/fake_lockwarden_server.h"
 
+#include <openssl/evp.h>
+
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -42,6 +44,39 @@ v1::Lock CannedLock(int index) {
   lock.set_confirmed(true);
   lock.mutable_granted_at()->set_seconds(1700000000 + index);
   return lock;
+}
+
+// SHA-256 over the entries as snapshot.proto defines it (big-endian 4-byte
+// lengths before key and value).
+std::string SnapshotChecksum(const std::vector<v1::SnapshotEntry>& entries) {
+  std::string framed;
+  auto add = [&framed](const std::string& bytes) {
+    const uint32_t size = static_cast<uint32_t>(bytes.size());
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      framed.push_back(static_cast<char>((size >> shift) & 0xff));
+    }
+    framed += bytes;
+  };
+  for (const v1::SnapshotEntry& entry : entries) {
+    add(entry.key());
+    add(entry.value());
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(framed.data(), framed.size(), digest, &size, EVP_sha256(),
+             nullptr);
+  return std::string(reinterpret_cast<char*>(digest), size);
+}
+
+std::vector<v1::SnapshotEntry> SnapshotEntries() {
+  std::vector<v1::SnapshotEntry> entries;
+  for (int i = 0; i < kFakeSnapshotKeys; ++i) {
+    v1::SnapshotEntry entry;
+    entry.set_key(absl::StrCat("key/", i));
+    entry.set_value(std::string(i + 1, static_cast<char>('a' + i)));
+    entries.push_back(std::move(entry));
+  }
+  return entries;
 }
 
 }  // namespace
@@ -286,6 +321,102 @@ class FakeAdminService final : public v1::AdminService::Service {
     response->set_version("fake-1");
     response->set_lock_count(kFakeLockCount);
     response->mutable_commit_stats()->set_commits(3);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ForceRelease(grpc::ServerContext* context,
+                            const v1::ForceReleaseRequest* request,
+                            v1::ForceReleaseResponse* response) override {
+    grpc::Status status;
+    if (state_->Redirect(context, &status)) return status;
+    state_->Record(
+        [&](RecordedRequests& r) { r.force_releases.push_back(*request); });
+    response->set_released_locks(2);
+    response->set_granted_waiters(1);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SimulateClientReboot(
+      grpc::ServerContext* context,
+      const v1::SimulateClientRebootRequest* request,
+      v1::SimulateClientRebootResponse* response) override {
+    grpc::Status status;
+    if (state_->Redirect(context, &status)) return status;
+    state_->Record([&](RecordedRequests& r) { r.reboots.push_back(*request); });
+    response->set_new_state(request->has_new_state() ? request->new_state()
+                                                     : 5);
+    response->set_released_locks(1);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DrainGateway(grpc::ServerContext* context,
+                            const v1::DrainGatewayRequest* request,
+                            v1::DrainGatewayResponse* response) override {
+    grpc::Status status;
+    if (state_->Redirect(context, &status)) return status;
+    state_->Record([&](RecordedRequests& r) { r.drains.push_back(*request); });
+    response->set_draining(request->drain());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status EndGrace(grpc::ServerContext* context,
+                        const v1::EndGraceRequest* request,
+                        v1::EndGraceResponse* response) override {
+    grpc::Status status;
+    if (state_->Redirect(context, &status)) return status;
+    state_->Record(
+        [&](RecordedRequests& r) { r.end_graces.push_back(*request); });
+    response->set_released_locks(4);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ExportSnapshot(
+      grpc::ServerContext* context, const v1::ExportSnapshotRequest* request,
+      grpc::ServerWriter<v1::ExportSnapshotResponse>* writer) override {
+    grpc::Status status;
+    if (state_->Redirect(context, &status)) return status;
+    state_->Record([&](RecordedRequests& r) { r.exports.push_back(*request); });
+    const std::vector<v1::SnapshotEntry> entries = SnapshotEntries();
+    v1::ExportSnapshotResponse message;
+    v1::SnapshotHeader* header = message.mutable_chunk()->mutable_header();
+    header->set_format_version(1);
+    header->set_fencing_token(9);
+    header->set_key_count(entries.size());
+    uint64_t bytes = 0;
+    for (const auto& entry : entries) {
+      bytes += entry.key().size() + entry.value().size();
+    }
+    header->set_total_bytes(bytes);
+    header->set_checksum_sha256(request->reason() == "corrupt"
+                                    ? std::string(32, '\0')
+                                    : SnapshotChecksum(entries));
+    writer->Write(message);
+    // Two entry chunks: the first entry, then the rest.
+    for (size_t begin : {size_t{0}, size_t{1}}) {
+      v1::ExportSnapshotResponse chunk;
+      const size_t end = begin == 0 ? 1 : entries.size();
+      for (size_t i = begin; i < end; ++i) {
+        *chunk.mutable_chunk()->mutable_entries()->add_entries() = entries[i];
+      }
+      writer->Write(chunk);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ImportSnapshot(
+      grpc::ServerContext* context,
+      grpc::ServerReader<v1::ImportSnapshotRequest>* reader,
+      v1::ImportSnapshotResponse* response) override {
+    grpc::Status status;
+    if (state_->Redirect(context, &status)) return status;
+    v1::ImportSnapshotRequest message;
+    uint64_t keys = 0;
+    while (reader->Read(&message)) {
+      keys += message.chunk().entries().entries_size();
+      state_->Record([&](RecordedRequests& r) { r.imports.push_back(message); });
+    }
+    response->set_keys_imported(keys);
+    response->set_fencing_token(10);
     return grpc::Status::OK;
   }
 

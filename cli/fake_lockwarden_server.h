@@ -12,6 +12,12 @@
 //   71 0e  a blocking Lock answers BLOCKED and no grant ever comes.
 //   other  GRANTED with fencing token 42.
 // ListLocks serves kFakeLockCount locks paginated by the request's page size.
+// ForceRelease, SimulateClientReboot, DrainGateway and EndGrace record the
+// request and answer fixed counts. ExportSnapshot streams a header and two
+// entry chunks (kFakeSnapshotKeys keys) with a correct SHA-256, or a wrong
+// one when the reason is "corrupt". ImportSnapshot records the stream and
+// answers keys_imported = the entries received.
+// ResetGateway, ListShares and the rest stay UNIMPLEMENTED.
 // In standby mode every RPC answers FAILED_PRECONDITION "not the leader"
 // with trailing metadata lockwarden-leader-address = the given address.
 //
@@ -33,6 +39,7 @@ namespace lockwarden::cli::testing {
 
 inline constexpr int kFakeLockCount = 5;
 inline constexpr uint64_t kFakeFencingToken = 42;
+inline constexpr int kFakeSnapshotKeys = 3;
 
 // Everything the fake received, in arrival order.
 struct RecordedRequests {
@@ -45,6 +52,13 @@ struct RecordedRequests {
   std::vector<lockwarden::v1::ListLocksRequest> list_locks;
   std::vector<lockwarden::v1::ListWaitersRequest> list_waiters;
   int server_status_calls = 0;
+  std::vector<lockwarden::v1::ForceReleaseRequest> force_releases;
+  std::vector<lockwarden::v1::SimulateClientRebootRequest> reboots;
+  std::vector<lockwarden::v1::DrainGatewayRequest> drains;
+  std::vector<lockwarden::v1::EndGraceRequest> end_graces;
+  std::vector<lockwarden::v1::ExportSnapshotRequest> exports;
+  // Every message of every ImportSnapshot stream, in order.
+  std::vector<lockwarden::v1::ImportSnapshotRequest> imports;
   // Value of the "authorization" metadata of the last call ("" if none).
   std::string last_authorization;
   // RPCs answered "not the leader" (standby mode).
