@@ -101,13 +101,16 @@ class Capture:
 
 
 CaptureReport = collections.namedtuple(
-    'CaptureReport', ['problems', 'calls', 'replies', 'packets'])
+    'CaptureReport', ['problems', 'calls', 'replies', 'packets',
+                      'duplicate_calls'])
 CaptureReport.__doc__ = """What tshark made of a capture.
 
 problems: list of 'frame N: <info>' lines, malformed or expert errors.
 calls:    collections.Counter of procedure names ('NLM4 LOCK') called.
 replies:  collections.Counter of procedure names replied to.
 packets:  number of frames in the file.
+duplicate_calls: Counter of procedure names of calls that repeat an earlier
+          call's xid (retransmissions, as a duplicate request cache sees).
 """
 
 
@@ -139,14 +142,18 @@ def check_capture_clean(path, decode_as=()):
     rows = _tshark(common + [
         '-Y', 'rpc', '-T', 'fields', '-E', 'occurrence=f',
         '-e', 'rpc.msgtyp', '-e', 'rpc.program', '-e', 'rpc.programversion',
-        '-e', 'rpc.procedure'])
+        '-e', 'rpc.procedure', '-e', 'rpc.call.dup'])
     calls, replies = collections.Counter(), collections.Counter()
+    duplicates = collections.Counter()
     for line in rows.splitlines():
         fields = line.split('\t')
-        if len(fields) != 4 or not all(fields):
+        if len(fields) != 5 or not all(fields[:4]):
             continue
         name = procedure_name(int(fields[1]), int(fields[2]), int(fields[3]))
         (calls if fields[0] == '0' else replies)[name] += 1
+        if fields[0] == '0' and fields[4]:
+            duplicates[name] += 1
     count = _tshark(common + ['-T', 'fields', '-e', 'frame.number'])
     return CaptureReport(problems, calls, replies,
-                         len([l for l in count.splitlines() if l.strip()]))
+                         len([l for l in count.splitlines() if l.strip()]),
+                         duplicates)

@@ -25,6 +25,7 @@ from tests.harness import netns
 from tests.harness import peers
 
 CALLBACK_PORT = 4045  # the port Linux lockd uses; any free port works
+GANESHA_NLM_PORT = peers.GANESHA_NLM_PORT
 MISSING_TOOLS = [t for t in ('ip', 'unshare', 'rpcbind', 'rpc.statd',
                              'sm-notify', 'rpcinfo', 'dumpcap', 'tshark',
                              'ping')
@@ -283,6 +284,29 @@ class GaneshaNlmTest(unittest.TestCase):
         # inside the server, so either answer is correct here.
         self.assertRegex(by_cookie['00000004'],
                          r'^TEST_RES NLM4_(GRANTED|DENIED)')
+
+    def test_same_xid_is_a_retransmission_and_ganesha_reexecutes_it(self):
+        # A duplicate request cache test needs a true retransmission: same
+        # xid, same source port. Ganesha keeps no NLM duplicate request
+        # cache, so the retransmitted LOCK after the UNLOCK locks again.
+        pcap = os.path.join(self.topo.workdir, 'retransmit.pcapng')
+        cap = self.server.capture(pcap, [GANESHA_NLM_PORT])
+        rng = 'offset=4000,len=5'
+        for udp, xid in ((True, 0x4c570100), (False, 0x4c570200)):
+            got, replies = self.nlm(
+                'lock:svid=71,excl=1,%s,xid=%d' % (rng, xid),
+                'unlock:svid=71,' + rng,
+                'lock:svid=71,excl=1,%s,xid=%d' % (rng, xid),
+                'test:svid=72,excl=1,' + rng,
+                'unlock:svid=71,' + rng, udp=udp)
+            self.assertEqual([s for _, s in got], [
+                'NLM4_GRANTED', 'NLM4_GRANTED', 'NLM4_GRANTED', 'NLM4_DENIED',
+                'NLM4_GRANTED'], 'udp=%s' % udp)
+            wire_xid = re.search(r'xid=(0x\w+)', replies[0].detail).group(1)
+            self.assertIn('xid=' + wire_xid, replies[2].detail)
+        report = capture.check_capture_clean(cap.stop())
+        self.assertEqual(report.problems, [])
+        self.assertEqual(report.duplicate_calls['NLM4 LOCK'], 2, report)
 
     def test_repeat_summary_counts_every_call(self):
         _, res = peers.nlm_client(self.client, [

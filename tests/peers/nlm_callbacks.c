@@ -117,7 +117,7 @@ static void send_granted_res(const char *to, const nlm_cookie *cookie) {
   size_t len = zdr_getpos(&z);
   zdr_destroy(&z);
   if (!ok || raw_rpc_call(to, port, true, NLM_PROGRAM, NLM_V4,
-                          NLM4_PROC_GRANTED_RES, buf, len, NULL, 0, NULL,
+                          NLM4_PROC_GRANTED_RES, 0, buf, len, NULL, 0, NULL,
                           GRANTED_RES_TIMEOUT_MS, err, sizeof(err)) != 0) {
     printf("GRANTED_RES RPC_ERROR %s\n", ok ? err : "encoding failed");
     return;

@@ -53,6 +53,7 @@
 #include "tests/peers/nlm_callbacks.h"
 #include "tests/peers/nlm_ops.h"
 #include "tests/peers/nlm_util.h"
+#include "tests/peers/raw_rpc.h"
 
 /* struct nfs_fh is opaque in libnfs's public headers; nfs_get_fh() returns
  * this two-field layout, unchanged from libnfs 1.x to 5.x. */
@@ -338,6 +339,7 @@ int main(int argc, char **argv) {
   for (int k = 0; k < nops; k++) free(stats[k].lat_us);
   free(stats);
   rpc_destroy_context(rpc);
+  raw_rpc_close();
   for (int k = 0; k < argc - optind; k++) free(labels[k]);
   free(labels);
   free(ops);

@@ -108,6 +108,8 @@ int nlm_params_override(struct nlm_params *p, const char *spec) {
       p->share_access = (uint32_t)n;
     } else if (strcmp(k, "ms") == 0) {
       p->sleep_ms = (int)n;
+    } else if (strcmp(k, "xid") == 0 && n != 0 && n <= UINT32_MAX) {
+      p->xid = (uint32_t)n;
     } else {
       goto bad;
     }
@@ -260,8 +262,88 @@ static int libnfs_call(struct nlm_target *t, int op,
   return r->rpc_ok ? 0 : -1;
 }
 
-/* SHARE, UNSHARE, NM_LOCK, FREE_ALL: encode with libnfs zdr, send through
- * libtirpc, decode the result with libnfs zdr. */
+/* Encodes the arguments of `op` into `z`; sets *proc. */
+static bool encode_args(ZDR *z, int op, const struct nlm_params *p,
+                        nlm4_lock *lock, nlm_cookie *cookie, uint32_t *proc) {
+  switch (op) {
+    case OP_NULL:
+      *proc = 0;
+      return true;
+    case OP_TEST: {
+      NLM4_TESTargs a = {*cookie, p->exclusive, *lock};
+      *proc = NLM4_TEST;
+      return zdr_NLM4_TESTargs(z, &a);
+    }
+    case OP_LOCK:
+    case OP_LOCK_BLOCK:
+    case OP_NM_LOCK: {
+      NLM4_LOCKargs a = {*cookie, op == OP_LOCK_BLOCK, p->exclusive, *lock,
+                         p->reclaim, p->state};
+      *proc = op == OP_NM_LOCK ? NLM4_PROC_NM_LOCK : NLM4_LOCK;
+      return zdr_NLM4_LOCKargs(z, &a);
+    }
+    case OP_CANCEL: {
+      NLM4_CANCargs a = {*cookie, true, p->exclusive, *lock};
+      *proc = NLM4_CANCEL;
+      return zdr_NLM4_CANCargs(z, &a);
+    }
+    case OP_UNLOCK: {
+      NLM4_UNLOCKargs a = {*cookie, *lock};
+      *proc = NLM4_UNLOCK;
+      return zdr_NLM4_UNLOCKargs(z, &a);
+    }
+    case OP_SHARE:
+    case OP_UNSHARE: {
+      /* nlm4_shareargs { cookie; nlm4_share share; bool reclaim; } */
+      nlm4_share share = {lock->caller_name, lock->fh, lock->oh,
+                          p->share_mode, p->share_access};
+      uint32_t reclaim = p->reclaim;
+      *proc = op == OP_SHARE ? NLM4_PROC_SHARE : NLM4_PROC_UNSHARE;
+      return zdr_nlm_cookie(z, cookie) && zdr_nlm4_share(z, &share) &&
+             zdr_bool(z, &reclaim);
+    }
+    default: { /* OP_FREE_ALL: nlm4_notify { string name; int32 state; } */
+      char *name = (char *)p->caller;
+      int32_t state = p->state;
+      *proc = NLM4_PROC_FREE_ALL;
+      return zdr_string(z, &name, NLM_CALLER_NAME_MAX) && zdr_int(z, &state);
+    }
+  }
+}
+
+/* Decodes the results of `op` from `z` into r. */
+static bool decode_results(ZDR *z, int op, struct reply *r) {
+  if (op == OP_NULL || op == OP_FREE_ALL) return true; /* void */
+  if (op == OP_TEST) {
+    NLM4_TESTres res;
+    memset(&res, 0, sizeof(res));
+    if (!zdr_NLM4_TESTres(z, &res)) return false;
+    check_cookie(r, &res.cookie);
+    r->stat = res.reply.status;
+    if (r->stat == NLM4_DENIED) {
+      r->has_holder = true;
+      r->holder = res.reply.nlm4_testreply_u.lock.holder;
+      snprintf(r->holder_oh, sizeof(r->holder_oh), "%s",
+               r->holder.oh ? r->holder.oh : "");
+    }
+    return true;
+  }
+  /* nlm4_res { cookie; stat } and nlm4_shareres { cookie; stat; int
+   * sequence } */
+  nlm_cookie cookie = {{0, NULL}};
+  nlmstat4 stat = 0;
+  int32_t sequence = 0;
+  bool ok = zdr_nlm_cookie(z, &cookie) && zdr_nlmstat4(z, &stat);
+  if (ok && (op == OP_SHARE || op == OP_UNSHARE)) ok = zdr_int(z, &sequence);
+  if (!ok) return false;
+  check_cookie(r, &cookie);
+  r->stat = (int)stat;
+  return true;
+}
+
+/* Any operation through libtirpc: the procedures libnfs 4.0 lacks, and
+ * every call that names its own xid (a retransmission, for duplicate
+ * request cache tests). Arguments and results go through libnfs's zdr. */
 static int raw_call(struct nlm_target *t, int op, const struct nlm_params *p,
                     uint32_t call_number, struct reply *r) {
   struct call_buffers b;
@@ -273,26 +355,7 @@ static int raw_call(struct nlm_target *t, int op, const struct nlm_params *p,
   ZDR z;
   zdrmem_create(&z, args, sizeof(args), ZDR_ENCODE);
   uint32_t proc = 0;
-  bool ok = true;
-  if (op == OP_SHARE || op == OP_UNSHARE) {
-    /* nlm4_shareargs { cookie; nlm4_share share; bool reclaim; } */
-    nlm4_share share = {lock.caller_name, lock.fh, lock.oh, p->share_mode,
-                        p->share_access};
-    uint32_t reclaim = p->reclaim;
-    ok = zdr_nlm_cookie(&z, &cookie) && zdr_nlm4_share(&z, &share) &&
-         zdr_bool(&z, &reclaim);
-    proc = op == OP_SHARE ? NLM4_PROC_SHARE : NLM4_PROC_UNSHARE;
-  } else if (op == OP_NM_LOCK) {
-    NLM4_LOCKargs a = {cookie, false, p->exclusive, lock, p->reclaim,
-                       p->state};
-    ok = zdr_NLM4_LOCKargs(&z, &a);
-    proc = NLM4_PROC_NM_LOCK;
-  } else { /* OP_FREE_ALL: nlm4_notify { string name; int32 state; } */
-    char *name = (char *)p->caller;
-    int32_t state = p->state;
-    ok = zdr_string(&z, &name, NLM_CALLER_NAME_MAX) && zdr_int(&z, &state);
-    proc = NLM4_PROC_FREE_ALL;
-  }
+  bool ok = encode_args(&z, op, p, &lock, &cookie, &proc);
   size_t args_len = zdr_getpos(&z);
   zdr_destroy(&z);
   if (!ok) {
@@ -300,28 +363,14 @@ static int raw_call(struct nlm_target *t, int op, const struct nlm_params *p,
     return -1;
   }
   size_t res_len = 0;
-  /* FREE_ALL returns void: a reply with no data. */
   if (raw_rpc_call(t->server, t->port, t->udp, NLM_PROGRAM, NLM_V4, proc,
-                   args, args_len, res, sizeof(res), &res_len, t->timeout_ms,
-                   r->err, sizeof(r->err)) != 0) {
+                   p->xid, args, args_len, res, sizeof(res), &res_len,
+                   t->timeout_ms, r->err, sizeof(r->err)) != 0) {
     return -1;
   }
   r->rpc_ok = true;
-  if (op == OP_FREE_ALL) {
-    r->stat = -1;
-    return 0;
-  }
   zdrmem_create(&z, res, (uint32_t)res_len, ZDR_DECODE);
-  nlm_cookie rc_cookie = {{0, NULL}};
-  nlmstat4 stat = 0;
-  int32_t sequence = 0;
-  if (op == OP_NM_LOCK) {
-    ok = zdr_nlm_cookie(&z, &rc_cookie) && zdr_nlmstat4(&z, &stat);
-  } else { /* nlm4_shareres { cookie; nlm4_stats stat; int sequence; } */
-    ok = zdr_nlm_cookie(&z, &rc_cookie) && zdr_nlmstat4(&z, &stat) &&
-         zdr_int(&z, &sequence);
-  }
-  if (ok) check_cookie(r, &rc_cookie);
+  ok = decode_results(&z, op, r);
   zdr_destroy(&z);
   if (!ok) {
     r->rpc_ok = false;
@@ -329,7 +378,6 @@ static int raw_call(struct nlm_target *t, int op, const struct nlm_params *p,
              res_len);
     return -1;
   }
-  r->stat = (int)stat;
   return 0;
 }
 
@@ -371,7 +419,8 @@ static int msg_call(struct nlm_target *t, int op, const struct nlm_params *p,
     return -1;
   }
   return raw_rpc_call(t->server, t->port, t->udp, NLM_PROGRAM, NLM_V4, proc,
-                      args, len, NULL, 0, NULL, t->timeout_ms, err, err_len);
+                      p->xid, args, len, NULL, 0, NULL, t->timeout_ms, err,
+                      err_len);
 }
 
 /* Per-call output, silenced in --summary runs. */
@@ -426,7 +475,7 @@ int nlm_op_run(struct nlm_target *t, int op, const char *label,
   struct reply r;
   memset(&r, 0, sizeof(r));
   int rc = (op == OP_SHARE || op == OP_UNSHARE || op == OP_NM_LOCK ||
-            op == OP_FREE_ALL)
+            op == OP_FREE_ALL || p->xid != 0)
                ? raw_call(t, op, p, call_number, &r)
                : libnfs_call(t, op, p, call_number, &r);
   if (rc != 0) {
@@ -448,6 +497,7 @@ int nlm_op_run(struct nlm_target *t, int op, const char *label,
                       sizeof(oh_hex)));
     }
     if (r.cookie_mismatch) emit(t, " cookie-mismatch");
+    if (p->xid != 0) emit(t, " xid=0x%08x", raw_rpc_last_xid());
     emit(t, "\n");
   }
   fflush(stdout);

@@ -61,6 +61,10 @@ struct nlm_params {
   uint32_t share_mode;   /* fsh_mode: 0 deny none .. 3 deny read+write */
   uint32_t share_access; /* fsh_access: 0 none, 1 read, 2 write, 3 both */
   int sleep_ms;
+  /* Non-zero: send with this RPC xid (through libtirpc); sending the same
+   * call twice with one xid is a retransmission, as a duplicate request
+   * cache sees it. */
+  uint32_t xid;
 };
 
 struct nlm_target {
@@ -80,8 +84,8 @@ struct nlm_target {
 int nlm_op_parse(const char *name);
 
 /* Applies "key=value,key=value" overrides to p. Returns 0 or -1 (message
- * on stderr). Keys: caller svid oh fh offset len excl block reclaim state
- * cookie mode access ms. */
+ * on stderr). Keys: caller svid oh fh offset len excl reclaim state
+ * cookie mode access ms xid. */
 int nlm_params_override(struct nlm_params *p, const char *spec);
 
 /* Performs one operation and prints its line (unless t->quiet); stores the

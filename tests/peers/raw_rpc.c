@@ -88,18 +88,72 @@ static CLIENT *make_client(const char *addr, int port, bool udp,
   return clnt;
 }
 
+/* The one cached client: every call to the same target and transport goes
+ * out through the same socket (source port), as a real client's calls and
+ * retransmissions do; a duplicate request cache keys on that address. */
+static struct {
+  CLIENT *clnt;
+  char addr[256];
+  int port;
+  bool udp;
+  uint32_t prog, vers;
+} g_cached;
+
+void raw_rpc_close(void) {
+  if (g_cached.clnt != NULL) {
+    auth_destroy(g_cached.clnt->cl_auth);
+    clnt_destroy(g_cached.clnt);
+    g_cached.clnt = NULL;
+  }
+}
+
+static CLIENT *cached_client(const char *addr, int port, bool udp,
+                             uint32_t prog, uint32_t vers, char *err,
+                             size_t err_len) {
+  if (g_cached.clnt != NULL && g_cached.port == port && g_cached.udp == udp &&
+      g_cached.prog == prog && g_cached.vers == vers &&
+      strcmp(g_cached.addr, addr) == 0) {
+    return g_cached.clnt;
+  }
+  raw_rpc_close();
+  if (strlen(addr) >= sizeof(g_cached.addr)) {
+    snprintf(err, err_len, "address too long");
+    return NULL;
+  }
+  CLIENT *clnt = make_client(addr, port, udp, prog, vers, err, err_len);
+  if (clnt == NULL) return NULL;
+  auth_destroy(clnt->cl_auth);
+  clnt->cl_auth = authunix_create_default();
+  g_cached.clnt = clnt;
+  strcpy(g_cached.addr, addr);
+  g_cached.port = port;
+  g_cached.udp = udp;
+  g_cached.prog = prog;
+  g_cached.vers = vers;
+  return clnt;
+}
+
+uint32_t raw_rpc_last_xid(void) {
+  uint32_t xid = 0;
+  if (g_cached.clnt != NULL) clnt_control(g_cached.clnt, CLGET_XID,
+                                          (char *)&xid);
+  return xid;
+}
+
 int raw_rpc_call(const char *addr, int port, bool udp, uint32_t prog,
-                 uint32_t vers, uint32_t proc, const void *args,
+                 uint32_t vers, uint32_t proc, uint32_t xid, const void *args,
                  size_t args_len, void *res, size_t res_cap, size_t *res_len,
                  int timeout_ms, char *err, size_t err_len) {
   if (args_len % 4 != 0) {
     snprintf(err, err_len, "XDR arguments of %zu bytes", args_len);
     return -1;
   }
-  CLIENT *clnt = make_client(addr, port, udp, prog, vers, err, err_len);
+  CLIENT *clnt = cached_client(addr, port, udp, prog, vers, err, err_len);
   if (clnt == NULL) return -1;
-  auth_destroy(clnt->cl_auth);
-  clnt->cl_auth = authunix_create_default();
+  if (xid != 0) {
+    /* libtirpc uses exactly this xid for the next call. */
+    clnt_control(clnt, CLSET_XID, (char *)&xid);
+  }
 
   struct raw_in in = {args, args_len};
   struct raw_out out = {(char *)res, res_cap, 0, false};
@@ -123,19 +177,16 @@ int raw_rpc_call(const char *addr, int port, bool udp, uint32_t prog,
       clnt, proc, AS_XDRPROC(xdr_raw_in), (char *)&in,
       res ? AS_XDRPROC(xdr_raw_out) : AS_XDRPROC(xdr_void),
       res ? (char *)&out : NULL, tv);
-  int rc = 0;
-  if (res == NULL && st == RPC_TIMEDOUT) {
-    rc = 0;
-  } else if (st != RPC_SUCCESS) {
+  if (res == NULL && st == RPC_TIMEDOUT) return 0;
+  if (st != RPC_SUCCESS) {
     snprintf(err, err_len, "%s%s", clnt_sperrno(st),
              out.overflow ? " (reply larger than buffer)" : "");
-    rc = -1;
-  } else if (res_len != NULL) {
-    *res_len = out.len;
+    /* A broken stream cannot be reused; the next call reconnects. */
+    if (!udp) raw_rpc_close();
+    return -1;
   }
-  auth_destroy(clnt->cl_auth);
-  clnt_destroy(clnt);
-  return rc;
+  if (res_len != NULL) *res_len = out.len;
+  return 0;
 }
 
 int raw_rpcb_getport(const char *addr, uint32_t prog, uint32_t vers,
