@@ -251,6 +251,10 @@ TEST_F(CliTest, StandbyRedirectsToTheLeader) {
   EXPECT_EQ(standby->recorded().redirects, 1);
   RecordedRequests recorded = server_->recorded();
   ASSERT_EQ(recorded.locks.size(), 1u);
+  ASSERT_EQ(standby->recorded().locks.size(), 1u);
+  EXPECT_EQ(standby->recorded().locks[0].request_id(),
+            recorded.locks[0].request_id())
+      << "the retry at the leader must reuse the request id";
   nlohmann::json json = ParseSingleJsonObject(run.out);
   EXPECT_EQ(json["server"], server_->address());
 }

@@ -166,9 +166,11 @@ class FakeLockService final : public v1::LockService::Service {
 
   grpc::Status Lock(grpc::ServerContext* context, const v1::LockRequest* request,
                     v1::LockResponse* response) override {
+    // Recorded before the redirect check: a standby keeps what it refused,
+    // so tests can see the retry at the leader reuse the request id.
+    state_->Record([&](RecordedRequests& r) { r.locks.push_back(*request); });
     grpc::Status status;
     if (state_->Redirect(context, &status)) return status;
-    state_->Record([&](RecordedRequests& r) { r.locks.push_back(*request); });
     const std::string& fh = request->file_handle();
     const bool blocking_fh = fh == "\xb1\x0c" || fh == "\x71\x0e";
     if (fh == "\xde\xad" || (blocking_fh && !request->block())) {
@@ -428,13 +430,14 @@ class FakeAdminService final : public v1::AdminService::Service {
 }  // namespace
 
 std::unique_ptr<FakeLockwardenServer> FakeLockwardenServer::Start(
-    std::string standby_leader_address) {
+    std::string standby_leader_address,
+    std::shared_ptr<grpc::ServerCredentials> credentials) {
+  if (credentials == nullptr) credentials = grpc::InsecureServerCredentials();
   std::unique_ptr<FakeLockwardenServer> fake(new FakeLockwardenServer());
   fake->state_ = std::make_shared<State>(std::move(standby_leader_address));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &fake->port_);
+  builder.AddListeningPort("127.0.0.1:0", credentials, &fake->port_);
   auto lock_service = std::make_unique<FakeLockService>(fake->state_);
   auto admin_service =
       std::make_unique<FakeAdminService>(fake->state_, "leader.example:7420");

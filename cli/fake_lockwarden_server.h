@@ -19,7 +19,8 @@
 // answers keys_imported = the entries received.
 // ResetGateway, ListShares and the rest stay UNIMPLEMENTED.
 // In standby mode every RPC answers FAILED_PRECONDITION "not the leader"
-// with trailing metadata lockwarden-leader-address = the given address.
+// with trailing metadata lockwarden-leader-address = the given address (Lock
+// requests are recorded all the same, to compare request ids).
 //
 // Thread safety: all methods may be called from any thread; the recorded
 // requests are guarded by a mutex.
@@ -69,8 +70,10 @@ class FakeLockwardenServer {
  public:
   // Starts on 127.0.0.1 with an OS-chosen port. A non-empty
   // `standby_leader_address` makes it a standby pointing there.
+  // `credentials` default to plain text.
   static std::unique_ptr<FakeLockwardenServer> Start(
-      std::string standby_leader_address = "");
+      std::string standby_leader_address = "",
+      std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
   ~FakeLockwardenServer();
 
   std::string address() const;
