@@ -344,6 +344,36 @@ class GaneshaNlmTest(unittest.TestCase):
         self.assertIn('holder=svid:32,', replies[0].detail)
 
 
+class FloatingAddressTest(unittest.TestCase):
+
+    def setUp(self):
+        problem = _environment_problem()
+        if problem:
+            self.skipTest(problem)
+
+    def test_moved_address_reaches_the_new_owner_by_name(self):
+        with netns.Topology(['client', 'node1', 'node2']) as topo:
+            client, node1, node2 = (topo['client'], topo['node1'],
+                                    topo['node2'])
+            for host in (node1, node2):
+                host.start_rpcbind()
+            node1.start_statd()  # only node1 serves NSM
+            vip = topo.address(100)
+            topo.set_name('nfs-vip', vip)
+            topo.move_address(vip, None, node1)
+            regs = peers.rpcinfo_p(client, 'nfs-vip')
+            self.assertIn(peers.Registration(100024, 1, 'udp', 6620), regs)
+            topo.move_address(vip, node1, node2)
+            regs = peers.rpcinfo_p(client, 'nfs-vip')
+            self.assertIn(peers.Registration(100000, 2, 'udp', 111), regs)
+            self.assertNotIn(peers.Registration(100024, 1, 'udp', 6620),
+                             regs)
+            # The name can move too; running daemons see it on next lookup.
+            topo.set_name('nfs-vip', node1.ipv4)
+            regs = peers.rpcinfo_p(client, 'nfs-vip')
+            self.assertIn(peers.Registration(100024, 1, 'udp', 6620), regs)
+
+
 class CleanupTest(unittest.TestCase):
 
     def setUp(self):

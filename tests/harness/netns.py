@@ -250,6 +250,20 @@ class Host:
         from tests.harness import capture  # avoid an import cycle
         return capture.Capture.start(self, path, ports, iface, timeout)
 
+    def add_address(self, address, prefix=None):
+        """Adds `address` to eth0 (/24 or /64 unless `prefix`): a floating
+        service address (VIP). See Topology.move_address()."""
+        v6 = ':' in address
+        prefix = prefix or (64 if v6 else 24)
+        _ip('-n', self.netns, 'addr', 'add', '%s/%d' % (address, prefix),
+            'dev', 'eth0', *(['nodad'] if v6 else []))
+
+    def remove_address(self, address, prefix=None):
+        v6 = ':' in address
+        prefix = prefix or (64 if v6 else 24)
+        _ip('-n', self.netns, 'addr', 'del', '%s/%d' % (address, prefix),
+            'dev', 'eth0')
+
     def set_link(self, up):
         """Takes this host's eth0 up or down (a crude partition)."""
         _ip('-n', self.netns, 'link', 'set', 'dev', 'eth0',
@@ -369,6 +383,38 @@ class Topology:
             os.makedirs(etc, exist_ok=True)
             with open(os.path.join(etc, 'hosts'), 'w') as f:
                 f.write('\n'.join(hosts_file) + '\n')
+
+    def address(self, index):
+        """The IPv4 address .<index> of this topology's subnet, for extra
+        (floating) addresses; hosts use 1..len(hosts)."""
+        if not len(self.hosts) < index < 255:
+            raise ValueError('index %d collides with a host or is out of '
+                             'range' % index)
+        return '198.18.%d.%d' % (self.run, index)
+
+    def set_name(self, name, address):
+        """Makes `name` resolve to `address` on every host (replacing an
+        earlier mapping of `name`). The hosts files are rewritten in place,
+        so running daemons see the change at their next lookup."""
+        for h in self.hosts.values():
+            path = os.path.join(ETC_NETNS_DIR, h.netns, 'hosts')
+            with open(path, 'r+') as f:
+                lines = [l for l in f.read().splitlines()
+                         if l.split()[1:] != [name]]
+                lines.append('%s %s' % (address, name))
+                f.seek(0)
+                f.write('\n'.join(lines) + '\n')
+                f.truncate()
+
+    def move_address(self, address, from_host, to_host):
+        """Moves a floating address between hosts, as a failover does, and
+        flushes every host's neighbour cache (the harness has no arping for
+        a gratuitous ARP), so the next packet reaches the new owner."""
+        if from_host is not None:
+            from_host.remove_address(address)
+        to_host.add_address(address)
+        for h in self.hosts.values():
+            _ip('-n', h.netns, 'neigh', 'flush', 'all')
 
     def processes(self):
         """Every process this topology started (running or not)."""
