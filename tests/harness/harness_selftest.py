@@ -78,6 +78,17 @@ class NetworkTest(unittest.TestCase):
                 res = src.run(['ping', '-c', '1', '-W', '2', target])
                 self.assertIn('1 received', res.stdout, target)
 
+    def test_start_waits_until_ready_and_reports_an_early_exit(self):
+        b = self.topo['beta']
+        with self.assertRaises(netns.HarnessError) as ctx:
+            b.start(['sh', '-c', 'echo giving up; exit 3'], name='quitter',
+                    tcp_ports=[7777], timeout=5)
+        self.assertIn('giving up', str(ctx.exception))
+        proc = b.start(['sh', '-c', 'echo ready; exec sleep 600'],
+                       name='sleeper', ready_regex=r'^ready$', timeout=5)
+        self.assertTrue(proc.alive())
+        proc.stop()
+
     def test_hosts_have_private_run_and_hostname(self):
         a = self.topo['alpha']
         self.assertEqual(a.run(['hostname']).stdout.strip(), 'alpha')

@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 
+from tests.harness import capture
 from tests.harness import procs
 from tests.harness.procs import HarnessError
 
@@ -245,9 +246,27 @@ class Host:
         self.statd = proc
         return proc
 
+    def start(self, argv, name=None, tcp_ports=(), udp_ports=(),
+              ready_regex=None, timeout=10.0):
+        """Spawns a daemon (e.g. lockwarden-gateway) and returns its Process
+        once it listens on every given port and, if `ready_regex` is set,
+        has logged a matching line. Raises HarnessError (quoting its log)
+        if it exits or is not ready within `timeout`."""
+        proc = self.spawn(argv, name=name)
+        deadline = time.monotonic() + timeout
+        for port in tcp_ports:
+            proc.wait_for_port(port, 'tcp', max(0.1, deadline -
+                                                time.monotonic()))
+        for port in udp_ports:
+            proc.wait_for_port(port, 'udp', max(0.1, deadline -
+                                                time.monotonic()))
+        if ready_regex:
+            proc.wait_for_log(ready_regex, max(0.1, deadline -
+                                               time.monotonic()))
+        return proc
+
     def capture(self, path, ports, iface='any', timeout=10.0):
         """Starts dumpcap on this host (see capture.Capture)."""
-        from tests.harness import capture  # avoid an import cycle
         return capture.Capture.start(self, path, ports, iface, timeout)
 
     def add_address(self, address, prefix=None):
