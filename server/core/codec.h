@@ -85,7 +85,10 @@ bool ParseIdKey(absl::string_view key, uint64_t* id);
 // Appends values in the grammar above.
 class Writer {
  public:
-  Writer() { out_.push_back(static_cast<char>(kVersion)); }
+  Writer() {
+    out_.reserve(128);  // Most records fit: one allocation per value.
+    out_.push_back(static_cast<char>(kVersion));
+  }
   void U64(uint64_t v);
   void I64(int64_t v) {
     U64((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));

@@ -96,6 +96,7 @@ std::optional<Reply> LockCore::CheckTarget(const std::string& gateway,
 
 Effects LockCore::Apply(const Command& cmd, int64_t now_ms) {
   Effects fx;
+  fx.delta.reserve(4);
   fx_ = &fx;
   now_ms_ = now_ms;
   const internal::Counters before = counters_;
@@ -159,13 +160,27 @@ Reply LockCore::DoLock(const LockCmd& c) {
     return Status(LockStatus::kGrace, "grace period");
   }
   RecordClientState(c.owner.client, c.client_state);
-  std::optional<OwnerId> owner = owners_.Intern(c.owner, options_.owners_max);
-  if (!owner) return NoLocks("owners_max");
   const Interval iv = ToInterval(c.range);
+  std::optional<OwnerId> owner = owners_.Find(c.owner);
+  if (!owner && !c.block) {
+    // An owner not seen before holds nothing: a conflict is answered
+    // without interning it (the common DENIED of a busy file).
+    auto it = files_.find(c.fh);
+    if (it != files_.end()) {
+      if (const LockEntry* held =
+              FindConflict(it->second, kNoOwner, iv, c.exclusive)) {
+        return Denied(*held);
+      }
+    }
+  }
+  if (!owner) owner = owners_.Intern(c.owner, options_.owners_max);
+  if (!owner) return NoLocks("owners_max");
   FileState& f = FileFor(c.fh);
+  owners_.Ref(*owner);  // Pinned: merges may erase its last lock meanwhile.
   Reply reply = LockInFile(c, f, *owner, *gw, iv);
+  owners_.Unref(*owner);
   owners_.Collect(*owner);
-  CollectFile(c.fh);
+  if (f.empty()) CollectFile(c.fh);
   return reply;
 }
 
@@ -173,7 +188,9 @@ Reply LockCore::LockInFile(const LockCmd& c, FileState& f, OwnerId owner,
                            GatewayId gw, const Interval& iv) {
   // A LOCK for a grant still awaiting its ack means the client wants it:
   // treat the grant as accepted (as Linux lockd does for b_granted).
-  for (const LockEntry& l : f.locks) {
+  for (size_t i = f.unconfirmed == 0 ? f.locks.size() : 0;
+       i < f.locks.size(); ++i) {
+    const LockEntry& l = f.locks[i];
     if (l.unconfirmed && l.owner == owner && l.interval() == iv &&
         l.exclusive == c.exclusive) {
       Reply r;
@@ -193,12 +210,7 @@ Reply LockCore::LockInFile(const LockCmd& c, FileState& f, OwnerId owner,
     }
   }
   if (const LockEntry* held = FindConflict(f, owner, iv, c.exclusive)) {
-    if (!c.block) {
-      Reply r = Status(LockStatus::kDenied);
-      r.holder = Holder{owners_.Get(held->owner), ToRange(held->interval()),
-                        held->exclusive};
-      return r;
-    }
+    if (!c.block) return Denied(*held);
     if (WouldDeadlock(owner, f, iv, c.exclusive)) {
       return Status(LockStatus::kDeadlock);
     }
@@ -261,7 +273,7 @@ Reply LockCore::DoUnlock(const UnlockCmd& c) {
   r.released = *removed;
   GrantWaiters(c.fh, it->second);
   owners_.Collect(*owner);
-  CollectFile(c.fh);
+  if (it->second.empty()) files_.erase(it);
   return r;
 }
 
@@ -317,14 +329,17 @@ Reply LockCore::Test(const TestQuery& q, int64_t now_ms) const {
   auto it = files_.find(q.fh);
   if (it == files_.end()) return Reply{};
   // An owner not yet interned holds nothing, so any lock conflicts by mode.
-  const OwnerId owner =
-      owners_.Find(q.owner).value_or(std::numeric_limits<OwnerId>::max());
+  const OwnerId owner = owners_.Find(q.owner).value_or(kNoOwner);
   const LockEntry* held =
       FindConflict(it->second, owner, ToInterval(q.range), q.exclusive);
   if (held == nullptr) return Reply{};
+  return Denied(*held);
+}
+
+Reply LockCore::Denied(const LockEntry& held) const {
   Reply r = Status(LockStatus::kDenied);
-  r.holder = Holder{owners_.Get(held->owner), ToRange(held->interval()),
-                    held->exclusive};
+  r.holder = Holder{owners_.Get(held.owner), ToRange(held.interval()),
+                    held.exclusive};
   return r;
 }
 

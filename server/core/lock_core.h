@@ -145,6 +145,7 @@ class LockCore {
   Reply DoLock(const LockCmd& c);
   Reply LockInFile(const LockCmd& c, FileState& f, OwnerId owner,
                    GatewayId gw, const Interval& iv);
+  Reply Denied(const LockEntry& held) const;  // kDenied naming the holder.
   Reply DoUnlock(const UnlockCmd& c);
   Reply DoCancel(const CancelCmd& c);
   Reply DoShare(const ShareCmd& c);
@@ -166,6 +167,9 @@ class LockCore {
                   bool exclusive, size_t earlier_waiters,
                   std::vector<OwnerId>& out) const;
   bool WaiterBlocked(const FileState& f, size_t index) const;
+  // Index of the first lock that can overlap or touch a range starting at
+  // `at` (uses FileState::max_span).
+  static size_t FirstCandidate(const FileState& f, uint64_t at);
   // Sets the owner's confirmed locks on proto's interval to proto's mode and
   // attributes (merging, splitting). Returns the token of the lock covering
   // the interval; nullopt (nothing changed) if locks_max would be passed.

@@ -27,6 +27,7 @@ absl::Status LockCore::CheckFile(const std::string& fh, const FileState& f,
     return Broken(fh, "waiting_files_ index");
   }
   const size_t n = f.locks.size();
+  uint32_t unconfirmed_here = 0;
   for (size_t i = 0; i < n; ++i) {
     const LockEntry& a = f.locks[i];
     if (a.start > a.end) return Broken(fh, "start > end");
@@ -38,6 +39,7 @@ absl::Status LockCore::CheckFile(const std::string& fh, const FileState& f,
       return Broken(fh, "locks not sorted");
     }
     if (a.gateway >= gateways_.size()) return Broken(fh, "gateway id");
+    if (a.end - a.start > f.max_span) return Broken(fh, "max_span too low");
     ++refs[a.owner];
     auto u = unconfirmed_.find(a.token);
     if (a.unconfirmed != (u != unconfirmed_.end())) {
@@ -45,6 +47,7 @@ absl::Status LockCore::CheckFile(const std::string& fh, const FileState& f,
     }
     if (a.unconfirmed) {
       ++unconfirmed;
+      ++unconfirmed_here;
       if (u->second.fh != fh ||
           grant_deadlines_.count({u->second.deadline_ms, a.token}) == 0) {
         return Broken(fh, "unconfirmed grant bookkeeping");
@@ -73,6 +76,9 @@ absl::Status LockCore::CheckFile(const std::string& fh, const FileState& f,
         }
       }
     }
+  }
+  if (unconfirmed_here != f.unconfirmed) {
+    return Broken(fh, "unconfirmed count");
   }
   for (size_t i = 0; i < f.waiters.size(); ++i) {
     const WaiterEntry& w = f.waiters[i];

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "server/core/lock_core.h"
 
 namespace lockwarden::core {
@@ -13,6 +14,8 @@ namespace {
 bool LockLess(const internal::LockEntry& a, const internal::LockEntry& b) {
   return std::tie(a.start, a.token) < std::tie(b.start, b.token);
 }
+
+constexpr uint64_t kRecountSpan = uint64_t{1} << 20;
 
 // True when a request/waiter of one owner and a lock/waiter of another
 // owner cannot both be granted.
@@ -32,7 +35,8 @@ const internal::LockEntry* LockCore::FindConflict(const FileState& f,
                                                   OwnerId owner,
                                                   const Interval& iv,
                                                   bool exclusive) const {
-  for (const LockEntry& l : f.locks) {
+  for (size_t i = FirstCandidate(f, iv.start); i < f.locks.size(); ++i) {
+    const LockEntry& l = f.locks[i];
     if (l.start > iv.end) break;  // Sorted by start: nothing later overlaps.
     if (l.owner != owner && l.end >= iv.start &&
         ModesConflict(exclusive, l.exclusive)) {
@@ -46,7 +50,8 @@ void LockCore::BlockersOf(const FileState& f, OwnerId owner,
                           const Interval& iv, bool exclusive,
                           size_t earlier_waiters,
                           std::vector<OwnerId>& out) const {
-  for (const LockEntry& l : f.locks) {
+  for (size_t i = FirstCandidate(f, iv.start); i < f.locks.size(); ++i) {
+    const LockEntry& l = f.locks[i];
     if (l.start > iv.end) break;
     if (l.owner != owner && l.end >= iv.start &&
         ModesConflict(exclusive, l.exclusive)) {
@@ -78,10 +83,21 @@ bool LockCore::WaiterBlocked(const FileState& f, size_t index) const {
   return false;
 }
 
+size_t LockCore::FirstCandidate(const FileState& f, uint64_t at) {
+  const uint64_t lo = at > f.max_span ? at - f.max_span : 0;
+  if (lo == 0) return 0;
+  auto it = std::partition_point(
+      f.locks.begin(), f.locks.end(),
+      [lo](const LockEntry& l) { return l.start < lo; });
+  return static_cast<size_t>(it - f.locks.begin());
+}
+
 void LockCore::InsertLock(const std::string& fh, FileState& f,
                           const LockEntry& l) {
   auto pos = std::lower_bound(f.locks.begin(), f.locks.end(), l, LockLess);
   f.locks.insert(pos, l);
+  f.max_span = std::max(f.max_span, l.end - l.start);
+  f.unconfirmed += l.unconfirmed;
   owners_.Ref(l.owner);
   ++lock_count_;
   PutLock(fh, l);
@@ -90,6 +106,17 @@ void LockCore::InsertLock(const std::string& fh, FileState& f,
 void LockCore::EraseLockAt(FileState& f, size_t index) {
   const LockEntry l = f.locks[index];
   f.locks.erase(f.locks.begin() + static_cast<ptrdiff_t>(index));
+  f.unconfirmed -= l.unconfirmed;
+  // Tighten the bound when a large lock (e.g. to EOF) goes away; a small
+  // stale bound costs a few extra comparisons, a recount costs O(n).
+  if (f.locks.empty()) {
+    f.max_span = 0;
+  } else if (f.max_span > kRecountSpan && l.end - l.start == f.max_span) {
+    f.max_span = 0;
+    for (const LockEntry& x : f.locks) {
+      f.max_span = std::max(f.max_span, x.end - x.start);
+    }
+  }
   --lock_count_;
   DeleteLock(l.token);
   owners_.Unref(l.owner);
@@ -136,10 +163,12 @@ std::optional<uint64_t> LockCore::SetOwnerRange(const std::string& fh,
            l.client_state == proto.client_state;
   };
   // Plan first, so a refusal (limit) leaves everything untouched.
-  std::vector<size_t> remove;
-  std::vector<LockEntry> pieces;
+  absl::InlinedVector<size_t, 4> remove;
+  absl::InlinedVector<LockEntry, 2> pieces;
   Interval merged = iv;
-  for (size_t i = 0; i < f.locks.size(); ++i) {
+  // Touching locks may end at iv.start - 1.
+  const uint64_t from = iv.start == 0 ? 0 : iv.start - 1;
+  for (size_t i = FirstCandidate(f, from); i < f.locks.size(); ++i) {
     const LockEntry& l = f.locks[i];
     if (iv.end != kLastByte && l.start > iv.end + 1) break;
     if (l.owner != proto.owner || l.unconfirmed || !Touches(l.interval(), iv)) {
@@ -191,9 +220,9 @@ std::optional<uint64_t> LockCore::SetOwnerRange(const std::string& fh,
 std::optional<uint32_t> LockCore::ClearOwnerRange(const std::string& fh,
                                                   FileState& f, OwnerId owner,
                                                   const Interval& iv) {
-  std::vector<size_t> remove;
-  std::vector<LockEntry> pieces;
-  for (size_t i = 0; i < f.locks.size(); ++i) {
+  absl::InlinedVector<size_t, 4> remove;
+  absl::InlinedVector<LockEntry, 2> pieces;
+  for (size_t i = FirstCandidate(f, iv.start); i < f.locks.size(); ++i) {
     const LockEntry& l = f.locks[i];
     if (l.start > iv.end) break;
     if (l.owner != owner || l.unconfirmed || !Overlaps(l.interval(), iv)) {

@@ -278,6 +278,10 @@ absl::Status LockCore::FinishRebuild() {
               [](const LockEntry& a, const LockEntry& b) {
                 return std::tie(a.start, a.token) < std::tie(b.start, b.token);
               });
+    for (const LockEntry& l : f.locks) {
+      f.max_span = std::max(f.max_span, l.end - l.start);
+      f.unconfirmed += l.unconfirmed;
+    }
     std::sort(f.waiters.begin(), f.waiters.end(),
               [](const WaiterEntry& a, const WaiterEntry& b) {
                 return a.id < b.id;

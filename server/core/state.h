@@ -70,6 +70,11 @@ struct ShareEntry {
 struct FileState {
   const std::string* name = nullptr;  // The fh: its key in the files map.
   std::vector<LockEntry> locks;      // Sorted by (start, token).
+  // An upper bound of (end - start) over `locks`: a lock overlapping
+  // [s, e] starts at or after s - max_span, so searches need not scan the
+  // file from its first lock.
+  uint64_t max_span = 0;
+  uint32_t unconfirmed = 0;          // Locks with unconfirmed == true.
   std::vector<WaiterEntry> waiters;  // FIFO.
   std::vector<ShareEntry> shares;
   bool empty() const {
