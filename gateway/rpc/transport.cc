@@ -88,10 +88,13 @@ struct RpcServer::Shared {
   asio::io_context& io;
   Dispatcher& dispatcher;
   const RpcServerOptions options;
+  // Calls dispatched and not yet answered (UDP + TCP), for Drain.
+  std::atomic<size_t> calls_in_flight{0};
 
   absl::Mutex mu;
   bool started ABSL_GUARDED_BY(mu) = false;
   bool stopped ABSL_GUARDED_BY(mu) = false;
+  bool draining ABSL_GUARDED_BY(mu) = false;
   RpcServerStats stats ABSL_GUARDED_BY(mu);
   uint64_t next_connection_id ABSL_GUARDED_BY(mu) = 1;
   absl::flat_hash_map<uint64_t, std::weak_ptr<TcpConnection>> connections
@@ -119,6 +122,14 @@ class RpcServer::UdpEndpoint
       self->socket_.close(ec);
     });
   }
+  // Stops receiving; the socket stays open for the replies still due.
+  void StopReceiving() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->receiving_ = false;
+      asio::error_code ec;
+      self->socket_.cancel(ec);
+    });
+  }
 
  private:
   void Receive() {
@@ -131,7 +142,10 @@ class RpcServer::UdpEndpoint
   }
 
   void OnReceive(const asio::error_code& ec, size_t n) {
-    if (ec == asio::error::operation_aborted || !socket_.is_open()) return;
+    if (ec == asio::error::operation_aborted || !socket_.is_open() ||
+        !receiving_) {
+      return;
+    }
     // Other errors (e.g. ECONNREFUSED from an ICMP error for an earlier
     // reply) concern one peer only: keep serving.
     if (!ec) HandleDatagram(n);
@@ -146,6 +160,7 @@ class RpcServer::UdpEndpoint
       return;  // the client retransmits
     }
     ++in_flight_;
+    ++shared_->calls_in_flight;
     CallContext context;
     context.transport = TransportKind::kUdp;
     const asio::ip::address peer = NormalizeAddress(sender_.address());
@@ -160,12 +175,22 @@ class RpcServer::UdpEndpoint
     shared_->dispatcher.Dispatch(
         context, absl::string_view(buffer_.data(), n),
         [self = shared_from_this(), to](std::optional<std::string> reply) {
-          --self->in_flight_;
-          if (!reply.has_value()) return;
+          if (!reply.has_value()) {
+            self->CallDone();
+            return;
+          }
           asio::post(self->strand_, [self, to, r = std::move(*reply)]() mutable {
             self->Send(to, std::move(r));
+            // Counted done once the send is started, so Drain does not
+            // close the socket under a reply still to go out.
+            self->CallDone();
           });
         });
+  }
+
+  void CallDone() {
+    --in_flight_;
+    --shared_->calls_in_flight;
   }
 
   void Send(const udp::endpoint& to, std::string bytes) {
@@ -184,6 +209,7 @@ class RpcServer::UdpEndpoint
   udp::socket socket_;
   std::vector<char> buffer_;  // one receive at a time
   udp::endpoint sender_;
+  bool receiving_ = true;  // strand only
   std::atomic<size_t> in_flight_{0};
 };
 
@@ -222,14 +248,29 @@ class RpcServer::TcpConnection
                [self = shared_from_this()] { self->Close(); });
   }
 
+  // Reads no new calls; closes once every call in flight is answered and
+  // written.
+  void BeginDrain() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->draining_ = true;
+      self->MaybeFinishDrain();
+    });
+  }
+
  private:
   std::chrono::steady_clock::duration IdleTimeout() const {
     return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         absl::ToChronoNanoseconds(shared_->options.tcp_idle_timeout));
   }
 
+  void MaybeFinishDrain() {
+    if (draining_ && in_flight_ == 0 && write_queue_.empty() && !writing_) {
+      Close();
+    }
+  }
+
   void Read() {
-    if (closed_ || reading_) return;
+    if (closed_ || reading_ || draining_) return;
     if (in_flight_ >= shared_->options.max_calls_in_flight_per_connection) {
       return;  // resumed by OnReply
     }
@@ -267,19 +308,26 @@ class RpcServer::TcpConnection
 
   void DispatchRecord(const std::string& record) {
     ++in_flight_;
+    ++shared_->calls_in_flight;
     std::weak_ptr<TcpConnection> weak = weak_from_this();
     auto executor = socket_.get_executor();
     shared_->dispatcher.Dispatch(
         context_, record,
-        [weak, executor](std::optional<std::string> reply) {
-          asio::post(executor, [weak, reply = std::move(reply)]() mutable {
-            if (auto self = weak.lock()) self->OnReply(std::move(reply));
+        [weak, executor, shared = shared_](std::optional<std::string> reply) {
+          asio::post(executor, [weak, shared,
+                                reply = std::move(reply)]() mutable {
+            if (auto self = weak.lock()) {
+              self->OnReply(std::move(reply));
+            } else {
+              --shared->calls_in_flight;  // the connection is gone
+            }
           });
         });
   }
 
   void OnReply(std::optional<std::string> reply) {
     --in_flight_;
+    --shared_->calls_in_flight;
     if (closed_) return;
     if (reply.has_value()) {
       std::string framed;
@@ -298,6 +346,7 @@ class RpcServer::TcpConnection
       Write();
     }
     Read();  // no-op unless reading paused at the in-flight limit
+    MaybeFinishDrain();
   }
 
   void Write() {
@@ -316,6 +365,7 @@ class RpcServer::TcpConnection
           }
           self->last_activity_ = std::chrono::steady_clock::now();
           self->Write();
+          self->MaybeFinishDrain();
         });
   }
 
@@ -362,6 +412,7 @@ class RpcServer::TcpConnection
   size_t in_flight_ = 0;
   bool reading_ = false;
   bool writing_ = false;
+  bool draining_ = false;
   bool closed_ = false;
   std::chrono::steady_clock::time_point last_activity_;
 };
@@ -542,6 +593,46 @@ void RpcServer::Stop() {
   if (udp) udp->Close();
   if (acceptor) acceptor->Close();
   for (auto& c : connections) c->CloseFromOutside();
+}
+
+size_t RpcServer::Drain(absl::Duration grace) {
+  std::shared_ptr<UdpEndpoint> udp;
+  std::shared_ptr<TcpAcceptor> acceptor;
+  std::vector<std::shared_ptr<TcpConnection>> connections;
+  {
+    absl::MutexLock lock(&shared_->mu);
+    if (shared_->stopped || shared_->draining) return calls_in_flight();
+    shared_->draining = true;
+    udp = shared_->udp;
+    acceptor = std::move(shared_->acceptor);
+    for (auto& [id, weak] : shared_->connections) {
+      if (auto c = weak.lock()) connections.push_back(std::move(c));
+    }
+  }
+  if (acceptor) acceptor->Close();
+  if (udp) udp->StopReceiving();
+  for (auto& c : connections) c->BeginDrain();
+  // Poll: the calls finish on other threads, at their own pace; the loop
+  // is bounded by the grace period.
+  const absl::Time deadline = absl::Now() + grace;
+  while (absl::Now() < deadline) {
+    bool idle = calls_in_flight() == 0;
+    if (idle) {
+      absl::MutexLock lock(&shared_->mu);
+      idle = shared_->connections.empty();
+    }
+    if (idle) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  const size_t abandoned = calls_in_flight();
+  LogEvent(abandoned == 0 ? LogLevel::kInfo : LogLevel::kWarn,
+           "rpc_server_drained", {{"calls_abandoned", abandoned}});
+  Stop();
+  return abandoned;
+}
+
+size_t RpcServer::calls_in_flight() const {
+  return shared_->calls_in_flight.load();
 }
 
 RpcServerStats RpcServer::stats() const {

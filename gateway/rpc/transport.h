@@ -29,7 +29,7 @@
 // IPv4, so that a client has one identity whichever socket it used (the DRC
 // key, NSM source checks and logs all use the normalised form).
 //
-// Thread safety: RpcServer's public methods are thread-safe. Handlers run
+// Thread safety: RpcServer's public methods are thread-safe (Drain blocks). Handlers run
 // on the pool's threads; all I/O of one socket or connection is serialised
 // on its strand. Stop() closes everything; replies of calls still in
 // flight are discarded (their RpcCall objects stay valid and may still be
@@ -123,7 +123,16 @@ class RpcServer {
   absl::Status Start();
   // The bound port (UDP and TCP share it); 0 before Start.
   uint16_t port() const { return port_.load(); }
+  // Closes every socket at once; replies of calls in flight are discarded.
   void Stop();
+  // Graceful stop: stops accepting connections and reading new calls, lets
+  // the calls in flight finish and their replies go out for at most
+  // `grace`, then Stop(). Blocks (polls every few milliseconds): never call
+  // it from an io_context thread. Returns the number of calls still in
+  // flight when it gave up (0 = clean).
+  size_t Drain(absl::Duration grace);
+  // Calls dispatched and not yet answered, over UDP and TCP.
+  size_t calls_in_flight() const;
 
   RpcServerStats stats() const;
 

@@ -371,6 +371,36 @@ TEST_F(TransportTest, DualStackNormalisesIpv4MappedPeers) {
   }
 }
 
+TEST_F(TransportTest, DrainLetsCallsInFlightFinishThenStops) {
+  StartServer(RpcServerOptions{.bind_address = "127.0.0.1"},
+              absl::Milliseconds(300));
+  RpcClient client(pool_.context());
+  const uint16_t port = server_->port();
+  std::vector<std::future<absl::StatusOr<nlm4_stats>>> calls;
+  for (TransportKind kind : {TransportKind::kUdp, TransportKind::kTcp}) {
+    calls.push_back(std::async(std::launch::async, [&client, port, kind] {
+      return ClientLock(client, RpcEndpoint{"127.0.0.1", port, kind});
+    }));
+  }
+  // Both calls reach the server before the drain starts.
+  for (int i = 0; i < 200 && server_->calls_in_flight() < 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(server_->calls_in_flight(), 2u);
+  EXPECT_EQ(server_->Drain(absl::Seconds(5)), 0u);
+  for (auto& f : calls) {
+    absl::StatusOr<nlm4_stats> st = f.get();
+    LW_ASSERT_OK(st.status());
+    EXPECT_EQ(*st, NLM4_BLOCKED);
+  }
+  // Nothing listens any more.
+  asio::io_context io;
+  tcp::socket s(io);
+  asio::error_code ec;
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+  EXPECT_TRUE(ec);
+}
+
 TEST(AddressTest, NormalizeAddressMapsIpv4MappedToIpv4) {
   EXPECT_EQ(NormalizedAddressString(asio::ip::make_address("::ffff:10.1.2.3")),
             "10.1.2.3");
