@@ -1,0 +1,154 @@
+#include "server/store/etcd_watch.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "mvccpb/kv.pb.h"
+
+namespace lockwarden::store {
+
+absl::StatusOr<std::unique_ptr<EtcdWatch>> EtcdWatch::Start(
+    EtcdClient* client, EtcdWatchOptions options, EventsFn on_events,
+    EndFn on_end) {
+  if (client == nullptr) return absl::InvalidArgumentError("watch: no client");
+  if (options.key.empty()) return absl::InvalidArgumentError("watch: empty key");
+  if (options.start_revision <= 0) {
+    return absl::InvalidArgumentError("watch: start_revision must be > 0");
+  }
+  std::unique_ptr<EtcdWatch> watch(new EtcdWatch(
+      client, std::move(options), std::move(on_events), std::move(on_end)));
+  watch->thread_ = std::thread([w = watch.get()] { w->Run(); });
+  return watch;
+}
+
+EtcdWatch::EtcdWatch(EtcdClient* client, EtcdWatchOptions options,
+                     EventsFn on_events, EndFn on_end)
+    : client_(client),
+      options_(std::move(options)),
+      on_events_(std::move(on_events)),
+      on_end_(std::move(on_end)),
+      next_revision_(options_.start_revision) {}
+
+EtcdWatch::~EtcdWatch() { Cancel(); }
+
+void EtcdWatch::Cancel() {
+  absl::MutexLock join(&join_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    if (stream_context_ != nullptr) stream_context_->TryCancel();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+int64_t EtcdWatch::next_revision() const {
+  absl::MutexLock lock(&mu_);
+  return next_revision_;
+}
+
+void EtcdWatch::Run() {
+  int failures = 0;
+  absl::Status why;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) return;
+    }
+    const bool progressed = RunStream(&why);
+    if (!why.ok()) break;
+    failures = progressed ? 0 : failures + 1;
+    if (failures >= kMaxWatchReconnectsWithoutProgress) {
+      why = absl::UnavailableError(absl::StrCat(
+          "etcd watch: ", failures, " reconnects without a response"));
+      break;
+    }
+    absl::MutexLock lock(&mu_);
+    // Wakes early on Cancel().
+    mu_.AwaitWithTimeout(absl::Condition(&cancelled_), kWatchReconnectPause);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return;
+  }
+  if (on_end_) on_end_(why);
+}
+
+bool EtcdWatch::RunStream(absl::Status* why) {
+  const size_t endpoint = client_->PreferredEndpoint();
+  if (!client_->Connect(endpoint, absl::Now() + kWatchStreamMaxAge).ok()) {
+    client_->MarkFailed(endpoint);
+    return false;
+  }
+  grpc::ClientContext context;
+  EtcdClient::PrepareContext(&context, absl::Now() + kWatchStreamMaxAge,
+                             /*require_leader=*/true);
+  etcdserverpb::WatchRequest request;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return false;
+    stream_context_ = &context;
+    etcdserverpb::WatchCreateRequest* create = request.mutable_create_request();
+    create->set_key(options_.key);
+    create->set_range_end(options_.range_end);
+    create->set_start_revision(next_revision_);
+    if (options_.only_deletes) {
+      create->add_filters(etcdserverpb::WatchCreateRequest::NOPUT);
+    }
+  }
+  std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::WatchRequest,
+                                           etcdserverpb::WatchResponse>>
+      stream = client_->watch_stub(endpoint)->Watch(&context);
+  bool progressed = false;
+  bool broken = true;  // Unless the watch ended on purpose.
+  if (stream->Write(request)) {
+    etcdserverpb::WatchResponse response;
+    while (stream->Read(&response)) {
+      progressed = true;
+      if (response.canceled()) {
+        if (response.compact_revision() > 0) {
+          *why = absl::OutOfRangeError(absl::StrCat(
+              "etcd watch: revision compacted (oldest is ",
+              response.compact_revision(), ")"));
+          broken = false;
+        }
+        break;
+      }
+      if (response.events_size() == 0) continue;
+      std::vector<WatchEvent> events;
+      events.reserve(response.events_size());
+      for (const mvccpb::Event& e : response.events()) {
+        WatchEvent out;
+        out.type = e.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
+                                                     : WatchEvent::Type::kPut;
+        absl::string_view key = e.kv().key();
+        absl::ConsumePrefix(&key, options_.strip_prefix);
+        out.key = std::string(key);
+        if (out.type == WatchEvent::Type::kPut) {
+          out.value = e.kv().value();
+          out.create_revision = e.kv().create_revision();
+        }
+        out.mod_revision = e.kv().mod_revision();
+        events.push_back(std::move(out));
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        next_revision_ = events.back().mod_revision + 1;
+      }
+      if (on_events_) on_events_(events);
+    }
+    stream->WritesDone();
+  }
+  context.TryCancel();  // Finish() must not wait for a live server stream.
+  (void)stream->Finish();
+  {
+    absl::MutexLock lock(&mu_);
+    stream_context_ = nullptr;
+  }
+  if (broken) client_->MarkFailed(endpoint);
+  return progressed;
+}
+
+}  // namespace lockwarden::store

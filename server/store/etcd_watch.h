@@ -1,0 +1,116 @@
+// EtcdWatch: one etcd Watch over a key range, from a start revision on, on
+// its own thread, surviving member failures. Standbys follow the state
+// prefix with it (EtcdStore::WatchFrom); LeaderElection waits with it for
+// the deletion of the key ahead of it.
+//
+// Delivery: on_events(events) gets the events of one WatchResponse, in
+// revision order. etcd never splits one revision across responses (we do
+// not ask for fragments), so every callback holds whole transactions: a
+// standby applies a Commit's puts and deletes together. After an event of
+// revision r the watch resumes, on any reconnect, from r + 1: nothing is
+// skipped and nothing is delivered twice.
+//
+// Reconnects: a broken stream (member killed, no raft leader, partition)
+// is reopened on the next endpoint after a pause, at most
+// kMaxWatchReconnectsWithoutProgress times in a row without receiving a
+// response; then on_end(UNAVAILABLE). If the start revision has been
+// compacted, on_end(OUT_OF_RANGE): the follower must reload with a scan.
+// on_end runs at most once, never after Cancel() (or the destructor)
+// returns, and never for a Cancel().
+//
+// Thread safety: Cancel() and next_revision() may be called from any thread
+// but a callback; callbacks run on the watch thread, one at a time, and must
+// not call Cancel() or destroy the watch.
+#ifndef LOCKWARDEN_SERVER_STORE_ETCD_WATCH_H_
+#define LOCKWARDEN_SERVER_STORE_ETCD_WATCH_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/store/etcd_client.h"
+
+namespace lockwarden::store {
+
+inline constexpr int kMaxWatchReconnectsWithoutProgress = 20;
+// Pause before reopening a broken watch stream.
+inline constexpr absl::Duration kWatchReconnectPause = absl::Milliseconds(200);
+// A stream is reopened (from the next revision) at least this often, so no
+// read blocks without bound even if a member hangs without closing.
+inline constexpr absl::Duration kWatchStreamMaxAge = absl::Seconds(30);
+
+struct WatchEvent {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  std::string key;    // Without the options' strip_prefix.
+  std::string value;  // Empty for kDelete.
+  int64_t mod_revision = 0;
+  int64_t create_revision = 0;  // 0 for kDelete.
+};
+
+struct EtcdWatchOptions {
+  std::string key;        // Start of the range (or the single key).
+  std::string range_end;  // Exclusive end; empty = just `key`.
+  int64_t start_revision = 0;  // Inclusive; must be > 0.
+  std::string strip_prefix;    // Removed from every delivered key.
+  bool only_deletes = false;   // Ask etcd to drop put events.
+};
+
+class EtcdWatch {
+ public:
+  using EventsFn = std::function<void(const std::vector<WatchEvent>& events)>;
+  using EndFn = std::function<void(absl::Status why)>;
+
+  // Starts the thread. `client` must outlive the watch.
+  static absl::StatusOr<std::unique_ptr<EtcdWatch>> Start(
+      EtcdClient* client, EtcdWatchOptions options, EventsFn on_events,
+      EndFn on_end);
+
+  // Cancel()s.
+  ~EtcdWatch();
+  EtcdWatch(const EtcdWatch&) = delete;
+  EtcdWatch& operator=(const EtcdWatch&) = delete;
+
+  // Stops the stream and joins the thread. Idempotent.
+  void Cancel();
+
+  // The revision the watch will deliver next (after the last event seen).
+  int64_t next_revision() const;
+
+ private:
+  EtcdWatch(EtcdClient* client, EtcdWatchOptions options, EventsFn on_events,
+            EndFn on_end);
+  void Run();
+  // One stream on one endpoint until it breaks, ends or is cancelled.
+  // Returns true if it received at least one response. `why` gets the
+  // terminal status when the watch must end (compaction), else stays OK.
+  bool RunStream(absl::Status* why);
+
+  // Constant after construction.
+  EtcdClient* const client_;
+  const EtcdWatchOptions options_;
+  const EventsFn on_events_;
+  const EndFn on_end_;
+
+  mutable absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* stream_context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int64_t next_revision_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::thread thread_;
+};
+
+}  // namespace lockwarden::store
+
+#endif  // LOCKWARDEN_SERVER_STORE_ETCD_WATCH_H_
