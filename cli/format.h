@@ -9,7 +9,8 @@
 // hex strings (unlike proto3 JSON's base64: file handles are read as hex
 // everywhere else too), enums are their full proto names
 // ("LOCK_STATUS_GRANTED"), 64-bit integers are JSON numbers, and
-// google.protobuf.Timestamp is an RFC 3339 UTC string.
+// google.protobuf.Timestamp is an RFC 3339 UTC string. Keys print in
+// alphabetical order (nlohmann::json objects are sorted maps).
 //
 // Thread safety: Table is a plain value type (not synchronised); the free
 // functions are pure.
