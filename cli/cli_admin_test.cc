@@ -175,6 +175,31 @@ TEST_F(CliAdminTest, SnapshotExportVerifiesAndImportStreamsTheFileBack) {
   EXPECT_EQ(recorded.imports[2].chunk().entries().entries_size(), 2);
 }
 
+TEST_F(CliAdminTest, SnapshotImportReportsTruncationAndServerRefusals) {
+  const std::string file = TempFile("snapshot_to_cut");
+  ASSERT_EQ(Ctl({"snapshot", "export", "--file=" + file}).exit_code, 0);
+  CtlResult run = Ctl({"snapshot", "import", "--file=" + file});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(
+      run.err, "ImportSnapshot: FAILED_PRECONDITION: store holds state"))
+      << run.err;
+
+  std::string contents;
+  {
+    std::ifstream in(file, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    contents = buffer.str();
+  }
+  ASSERT_GT(contents.size(), 12u);
+  std::ofstream(file, std::ios::binary | std::ios::trunc)
+      << contents.substr(0, contents.size() - 3);
+  run = Ctl({"snapshot", "import", "--file=" + file, "--force"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(run.err, "is truncated or corrupt after 1 keys"))
+      << run.err;
+}
+
 TEST_F(CliAdminTest, SnapshotExportWithBadChecksumLeavesNoFile) {
   const std::string file = TempFile("corrupt_snapshot");
   CtlResult run =

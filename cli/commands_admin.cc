@@ -11,7 +11,6 @@
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/parse.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "lockwarden/v1/admin_service.grpc.pb.h"
 
 namespace lockwarden::cli {
@@ -39,8 +38,8 @@ void AddPageFlags(CLI::App* command, PageFlags* flags) {
 }
 
 // The items of every page of a List RPC, and what the server says the total
-// is. `Method` is a pointer to the AdminService::Stub method.
-template <typename Item, typename Request, typename Response>
+// is.
+template <typename Item>
 struct Listing {
   std::vector<Item> items;
   uint64_t total_size = 0;
@@ -48,13 +47,13 @@ struct Listing {
 };
 
 template <typename Item, typename Request, typename Response>
-absl::StatusOr<Listing<Item, Request, Response>> FetchAll(
+absl::StatusOr<Listing<Item>> FetchAll(
     Connection* connection, absl::string_view rpc_name, Request request,
     const PageFlags& pages,
     grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*,
                                                    const Request&, Response*),
     const RepeatedPtrField<Item>& (Response::*items)() const) {
-  Listing<Item, Request, Response> listing;
+  Listing<Item> listing;
   request.set_page_size(pages.page_size);
   for (int page = 0; page < kListPagesMax; ++page) {
     Response response;
@@ -86,9 +85,9 @@ absl::StatusOr<Listing<Item, Request, Response>> FetchAll(
 
 // Prints a listing: JSON {"<key>": [...], "total_size": N, "truncated": b}
 // or the table `render` builds.
-template <typename Item, typename Request, typename Response>
+template <typename Item>
 int PrintListing(CommandEnv* env, const std::string& key,
-                 const Listing<Item, Request, Response>& listing,
+                 const Listing<Item>& listing,
                  const std::function<Table(const std::vector<Item>&)>& render) {
   if (env->format() == OutputFormat::kJson) {
     nlohmann::json document = nlohmann::json::object();
@@ -299,7 +298,7 @@ int RunList(CommandEnv* env, absl::string_view rpc_name, const Request& request,
   auto listing = FetchAll<Item, Request, Response>(*connection, rpc_name,
                                                    request, pages, method, items);
   if (!listing.ok()) return env->Fail(listing.status());
-  return PrintListing<Item, Request, Response>(env, key, *listing, render);
+  return PrintListing<Item>(env, key, *listing, render);
 }
 
 // Adds "<group> list" with filter and page flags for a LockFilter listing.

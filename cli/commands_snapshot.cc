@@ -217,7 +217,8 @@ int RunExport(CommandEnv* env, const SnapshotFlags& flags) {
   }
   if (!status.ok() || !local_error.ok()) {
     std::remove(partial.c_str());
-    return env->Fail(status.ok() ? local_error : status);
+    // A local verdict explains a stream we cancelled ourselves.
+    return env->Fail(!local_error.ok() ? local_error : status);
   }
   nlohmann::json header = MessageToJson(totals.header);
   if (env->format() == OutputFormat::kJson) {
@@ -270,9 +271,14 @@ int RunImport(CommandEnv* env, const SnapshotFlags& flags) {
         google::protobuf::io::FileInputStream input(fd);
         input.SetCloseOnDelete(true);
         char magic[kSnapshotFileMagicBytes];
-        google::protobuf::io::CodedInputStream coded(&input);
-        if (!coded.ReadRaw(magic, sizeof(magic)) ||
-            std::string(magic, sizeof(magic)) != kSnapshotFileMagic) {
+        bool magic_ok = false;
+        {
+          // Scoped: the destructor hands unread bytes back to `input`.
+          google::protobuf::io::CodedInputStream coded(&input);
+          magic_ok = coded.ReadRaw(magic, sizeof(magic)) &&
+                     std::string(magic, sizeof(magic)) == kSnapshotFileMagic;
+        }
+        if (!magic_ok) {
           local_error = absl::InvalidArgumentError(absl::StrCat(
               "--file: '", flags.file, "' is not a lockwardenctl snapshot"));
           return grpc::Status::OK;
@@ -284,11 +290,14 @@ int RunImport(CommandEnv* env, const SnapshotFlags& flags) {
         v1::ImportSnapshotRequest message = first;
         uint64_t keys = 0, bytes = 0, key_total = 0;
         bool clean_eof = false;
-        // Bounded by the file's length: every round consumes a chunk.
+        bool write_failed = false;
+        // Bounded by the file's length: every round consumes a chunk. A
+        // fresh CodedInputStream per chunk (inside the call) keeps its
+        // 2 GiB total-bytes limit from capping the file size.
         while (true) {
           v1::SnapshotChunk chunk;
-          if (!google::protobuf::util::ParseDelimitedFromCodedStream(
-                  &chunk, &coded, &clean_eof)) {
+          if (!google::protobuf::util::ParseDelimitedFromZeroCopyStream(
+                  &chunk, &input, &clean_eof)) {
             break;
           }
           if (chunk.has_header()) key_total = chunk.header().key_count();
@@ -297,11 +306,15 @@ int RunImport(CommandEnv* env, const SnapshotFlags& flags) {
             bytes += entry.key().size() + entry.value().size();
           }
           *message.mutable_chunk() = std::move(chunk);
-          if (!writer->Write(message)) break;  // Finish() tells why
+          if (!writer->Write(message)) {  // the server ended the stream
+            write_failed = true;
+            break;
+          }
           message.Clear();
           progress.Update(keys, key_total, bytes, false);
         }
-        if (!clean_eof && local_error.ok() && context != nullptr) {
+        if (write_failed) return writer->Finish();  // the server's reason
+        if (!clean_eof) {
           // A truncated or corrupt file: abort so the server applies nothing.
           local_error = absl::DataLossError(absl::StrCat(
               "--file: '", flags.file, "' is truncated or corrupt after ",

@@ -413,9 +413,17 @@ class FakeAdminService final : public v1::AdminService::Service {
     if (state_->Redirect(context, &status)) return status;
     v1::ImportSnapshotRequest message;
     uint64_t keys = 0;
+    bool force = false;
+    bool first = true;
     while (reader->Read(&message)) {
+      if (first) force = message.force();
+      first = false;
       keys += message.chunk().entries().entries_size();
       state_->Record([&](RecordedRequests& r) { r.imports.push_back(message); });
+    }
+    if (!force) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "store holds state; import with force");
     }
     response->set_keys_imported(keys);
     response->set_fencing_token(10);

@@ -16,7 +16,8 @@
 // request and answer fixed counts. ExportSnapshot streams a header and two
 // entry chunks (kFakeSnapshotKeys keys) with a correct SHA-256, or a wrong
 // one when the reason is "corrupt". ImportSnapshot records the stream and
-// answers keys_imported = the entries received.
+// answers keys_imported = the entries received, or FAILED_PRECONDITION
+// without `force` (as if the store held state).
 // ResetGateway, ListShares and the rest stay UNIMPLEMENTED.
 // In standby mode every RPC answers FAILED_PRECONDITION "not the leader"
 // with trailing metadata lockwarden-leader-address = the given address (Lock
