@@ -36,6 +36,7 @@
 #ifndef LOCKWARDEN_GATEWAY_NSM_NSM_SERVICE_H_
 #define LOCKWARDEN_GATEWAY_NSM_NSM_SERVICE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -55,6 +56,8 @@ namespace lockwarden::gateway::nsm {
 
 class HostResolver;
 class NotificationDeliverer;
+class NotificationStream;
+class NotifySourceCheck;
 class DelayScheduler;
 class OutstandingOps;
 
@@ -145,6 +148,13 @@ class NsmService {
 
   const NsmOptions& options() const { return options_; }
 
+  // The state number of the last successful MonitorService answer (0 if
+  // none yet); used in replies when the server cannot be reached.
+  int32_t last_known_state() const { return last_known_state_.load(); }
+  // Notification delivery counters (see notification_deliverer.h).
+  NotificationDeliverer* deliverer_for_testing() { return deliverer_.get(); }
+  NotificationStream* stream_for_testing() { return stream_.get(); }
+
  private:
   void HandleStat(std::unique_ptr<RpcCall> call);
   void HandleMon(std::unique_ptr<RpcCall> call);
@@ -152,11 +162,15 @@ class NsmService {
   void HandleUnmonAll(std::unique_ptr<RpcCall> call);
   void HandleSimuCrash(std::unique_ptr<RpcCall> call);
   void HandleNotify(std::unique_ptr<RpcCall> call);
-  // Forwards an accepted SM_NOTIFY to MonitorService.Notify.
-  void ForwardNotify(std::string mon_name, int32_t state,
-                     std::string source_address, std::string xid_key);
+  // Forwards an accepted SM_NOTIFY to MonitorService.Notify and answers.
+  void ForwardNotify(std::shared_ptr<RpcCall> call, std::string mon_name,
+                     int32_t state);
   // False (and logs) if a private-interface call comes from a remote peer.
   bool AllowPrivateCall(const RpcCall& call) const;
+  // A fresh idempotency key for one NSM call (reused by ServerClient's
+  // retries of that call).
+  std::string NextRequestId();
+  void NoteState(int32_t state) { last_known_state_.store(state); }
 
   const NsmOptions options_;
   ServerClient* const server_;
@@ -165,7 +179,12 @@ class NsmService {
   std::unique_ptr<OutstandingOps> ops_;
   std::unique_ptr<DelayScheduler> scheduler_;
   std::unique_ptr<HostResolver> resolver_;
+  std::unique_ptr<NotifySourceCheck> source_check_;
   std::unique_ptr<NotificationDeliverer> deliverer_;
+  std::unique_ptr<NotificationStream> stream_;
+  const std::string request_id_prefix_;
+  std::atomic<uint64_t> next_request_{0};
+  std::atomic<int32_t> last_known_state_{0};
   absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
