@@ -68,6 +68,8 @@ ctl() { "$CTL" --server="$ADDR" --timeout=10s "$@"; }
 
 expect_exit 0 "health" -- ctl health
 [ "$OUT" = "SERVING" ] || fail "health printed '$OUT'"
+expect_exit 0 "status" -- ctl status --output=json
+case "$OUT" in *'"role": "SERVER_ROLE_LEADER"'*) ;; *) fail "status: $OUT" ;; esac
 
 expect_exit 0 "alice locks" -- ctl lock --fh=0a0b0c --client=alice --svid=1 \
   --oh=a1 --offset=0 --length=100
@@ -143,7 +145,8 @@ expect_exit 2 "server gone" -- ctl status
 grep -q "$ADDR" "$WORK/stderr" || fail "error does not name $ADDR: $(cat "$WORK/stderr")"
 
 if [ "$FAILURES" != 0 ]; then
-  echo "$FAILURES check(s) failed" >&2
+  echo "$FAILURES check(s) failed; server log tail:" >&2
+  tail -n 30 "$WORK/server.log" >&2
   exit 1
 fi
 echo "PASS"

@@ -39,6 +39,11 @@ enum ExitCode : int {
   kExitError = 2,
 };
 
+// The gateway identity lock operations use unless --gateway-id says
+// otherwise: one no real gateway serves, so `lock --wait` never competes with
+// a gateway for grant events.
+inline constexpr char kDefaultGatewayId[] = "lockwardenctl";
+
 // Global flags and shared state of one invocation.
 class CommandEnv {
  public:
@@ -48,7 +53,7 @@ class CommandEnv {
   std::string server_flag;
   std::string timeout_flag = "5s";
   std::string output_flag = "table";
-  std::string gateway_id = "lockwardenctl";
+  std::string gateway_id = kDefaultGatewayId;
   std::string tls_ca_file;
   std::string tls_cert_file;
   std::string tls_key_file;

@@ -366,6 +366,15 @@ int RunLock(CommandEnv* env, const LockFlags& flags) {
     return env->Fail(absl::InvalidArgumentError(
         "--wait and --reclaim exclude each other: a reclaim never blocks"));
   }
+  if (flags.wait && env->gateway_id != kDefaultGatewayId) {
+    // Our grant stream competes with the identity's gateways for its events:
+    // the ones we do not want stay parked with us until we stop watching.
+    env->err() << "lockwardenctl: warning: --wait watches the grant stream "
+                  "of gateway identity '"
+               << env->gateway_id
+               << "'; grants for its other waiters may be delayed until this "
+                  "command ends\n";
+  }
   absl::StatusOr<Connection*> connection = env->connection();
   if (!connection.ok()) return env->Fail(connection.status());
   v1::LockRequest request;

@@ -130,6 +130,95 @@ absl::Status CheckExport(const ExportTotals& totals, EntryDigest* digest) {
   return absl::OkStatus();
 }
 
+// One ExportSnapshot attempt into `partial` (created afresh). Problems on
+// our side (file, verification) go to *local_error; the return value is the
+// stream's status.
+grpc::Status ExportAttempt(grpc::ClientContext* context,
+                           const std::shared_ptr<grpc::Channel>& channel,
+                           const std::string& partial, const std::string& reason,
+                           std::ostream& err, ExportTotals* totals,
+                           absl::Status* local_error) {
+  *totals = ExportTotals();
+  *local_error = absl::OkStatus();
+  const int fd = open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) {
+    *local_error = absl::InvalidArgumentError(
+        absl::StrCat("--file: cannot create '", partial, "'"));
+    return grpc::Status::OK;
+  }
+  google::protobuf::io::FileOutputStream output(fd);
+  output.SetCloseOnDelete(true);
+  EntryDigest digest;
+  Progress progress(err, "snapshot export");
+  v1::ExportSnapshotRequest request;
+  request.set_reason(reason);
+  auto reader =
+      v1::AdminService::NewStub(channel)->ExportSnapshot(context, request);
+  bool ok = output.WriteAliasedRaw(kSnapshotFileMagic, kSnapshotFileMagicBytes);
+  v1::ExportSnapshotResponse message;
+  bool have_header = false;
+  // Bounded by the stream deadline.
+  while (ok && reader->Read(&message)) {
+    const v1::SnapshotChunk& chunk = message.chunk();
+    if (chunk.has_header() == have_header) {
+      *local_error = absl::DataLossError(
+          "snapshot export: the header must come first and only once");
+      context->TryCancel();
+      break;
+    }
+    if (chunk.has_header()) {
+      totals->header = chunk.header();
+      have_header = true;
+    }
+    for (const v1::SnapshotEntry& entry : chunk.entries().entries()) {
+      digest.Add(entry);
+      ++totals->keys;
+      totals->bytes += entry.key().size() + entry.value().size();
+    }
+    ok = google::protobuf::util::SerializeDelimitedToZeroCopyStream(chunk,
+                                                                    &output);
+    progress.Update(totals->keys, totals->header.key_count(), totals->bytes,
+                    false);
+  }
+  grpc::Status finished = reader->Finish();
+  if (!ok && local_error->ok()) {
+    *local_error = absl::InternalError(
+        absl::StrCat("snapshot export: writing '", partial, "' failed"));
+  }
+  if (!finished.ok() || !local_error->ok()) return finished;
+  *local_error = have_header
+                     ? CheckExport(*totals, &digest)
+                     : absl::DataLossError("snapshot export: no header");
+  if (local_error->ok() && (!output.Flush() || fsync(fd) != 0)) {
+    *local_error = absl::InternalError(
+        absl::StrCat("snapshot export: flushing '", partial, "' failed"));
+  }
+  progress.Update(totals->keys, totals->header.key_count(), totals->bytes,
+                  true);
+  return grpc::Status::OK;
+}
+
+void PrintExport(CommandEnv* env, Connection* connection,
+                 const std::string& file, const ExportTotals& totals) {
+  if (env->format() == OutputFormat::kJson) {
+    nlohmann::json document = nlohmann::json::object();
+    document["operation"] = "snapshot export";
+    document["server"] = connection->answered_address();
+    document["file"] = file;
+    document["header"] = MessageToJson(totals.header);
+    env->PrintJson(document);
+    return;
+  }
+  KeyValueList lines;
+  lines.Add("file", file);
+  lines.Add("keys", absl::StrCat(totals.keys));
+  lines.Add("bytes", absl::StrCat(totals.bytes));
+  lines.Add("fencing_token", absl::StrCat(totals.header.fencing_token()));
+  lines.Add("sha256", ToHex(totals.header.checksum_sha256()));
+  lines.Add("created_at", FormatTimestamp(totals.header.created_at()));
+  env->out() << lines.Render();
+}
+
 int RunExport(CommandEnv* env, const SnapshotFlags& flags) {
   absl::StatusOr<absl::Duration> timeout =
       ParseDurationFlag(flags.stream_timeout, "--stream-timeout");
@@ -137,6 +226,8 @@ int RunExport(CommandEnv* env, const SnapshotFlags& flags) {
   absl::StatusOr<Connection*> connection = env->connection();
   if (!connection.ok()) return env->Fail(connection.status());
   const std::string partial = flags.file + ".partial";
+  const std::string reason =
+      flags.reason.empty() ? DefaultReason("snapshot export") : flags.reason;
   ExportTotals totals;
   absl::Status local_error;
   CallOptions options;
@@ -145,69 +236,8 @@ int RunExport(CommandEnv* env, const SnapshotFlags& flags) {
       "ExportSnapshot",
       [&](grpc::ClientContext* context,
           const std::shared_ptr<grpc::Channel>& channel) {
-        // Every attempt starts the file afresh.
-        totals = ExportTotals();
-        local_error = absl::OkStatus();
-        const int fd = open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0) {
-          local_error = absl::InvalidArgumentError(
-              absl::StrCat("--file: cannot create '", partial, "'"));
-          return grpc::Status::OK;
-        }
-        google::protobuf::io::FileOutputStream output(fd);
-        output.SetCloseOnDelete(true);
-        EntryDigest digest;
-        Progress progress(env->err(), "snapshot export");
-        v1::ExportSnapshotRequest request;
-        request.set_reason(flags.reason.empty() ? DefaultReason("snapshot export")
-                                                : flags.reason);
-        auto reader =
-            v1::AdminService::NewStub(channel)->ExportSnapshot(context, request);
-        bool ok = output.WriteAliasedRaw(kSnapshotFileMagic,
-                                         kSnapshotFileMagicBytes);
-        v1::ExportSnapshotResponse message;
-        bool have_header = false;
-        // Bounded by the stream deadline.
-        while (ok && reader->Read(&message)) {
-          const v1::SnapshotChunk& chunk = message.chunk();
-          if (chunk.has_header() != !have_header) {
-            local_error = absl::DataLossError(
-                "snapshot export: the header must come first and only once");
-            context->TryCancel();
-            break;
-          }
-          if (chunk.has_header()) {
-            totals.header = chunk.header();
-            have_header = true;
-          }
-          for (const v1::SnapshotEntry& entry : chunk.entries().entries()) {
-            digest.Add(entry);
-            ++totals.keys;
-            totals.bytes += entry.key().size() + entry.value().size();
-          }
-          ok = google::protobuf::util::SerializeDelimitedToZeroCopyStream(
-              chunk, &output);
-          progress.Update(totals.keys, totals.header.key_count(), totals.bytes,
-                          false);
-        }
-        grpc::Status finished = reader->Finish();
-        if (!ok && local_error.ok()) {
-          local_error = absl::InternalError(
-              absl::StrCat("snapshot export: writing '", partial, "' failed"));
-        }
-        if (!finished.ok() || !local_error.ok()) return finished;
-        if (!have_header) {
-          local_error = absl::DataLossError("snapshot export: no header");
-        } else {
-          local_error = CheckExport(totals, &digest);
-        }
-        if (local_error.ok() && (!output.Flush() || fsync(fd) != 0)) {
-          local_error = absl::InternalError(
-              absl::StrCat("snapshot export: flushing '", partial, "' failed"));
-        }
-        progress.Update(totals.keys, totals.header.key_count(), totals.bytes,
-                        true);
-        return grpc::Status::OK;
+        return ExportAttempt(context, channel, partial, reason, env->err(),
+                             &totals, &local_error);
       },
       options);
   if (status.ok() && local_error.ok() &&
@@ -220,25 +250,78 @@ int RunExport(CommandEnv* env, const SnapshotFlags& flags) {
     // A local verdict explains a stream we cancelled ourselves.
     return env->Fail(!local_error.ok() ? local_error : status);
   }
-  nlohmann::json header = MessageToJson(totals.header);
-  if (env->format() == OutputFormat::kJson) {
-    nlohmann::json document = nlohmann::json::object();
-    document["operation"] = "snapshot export";
-    document["server"] = (*connection)->answered_address();
-    document["file"] = flags.file;
-    document["header"] = std::move(header);
-    env->PrintJson(document);
-  } else {
-    KeyValueList lines;
-    lines.Add("file", flags.file);
-    lines.Add("keys", absl::StrCat(totals.keys));
-    lines.Add("bytes", absl::StrCat(totals.bytes));
-    lines.Add("fencing_token", absl::StrCat(totals.header.fencing_token()));
-    lines.Add("sha256", ToHex(totals.header.checksum_sha256()));
-    lines.Add("created_at", FormatTimestamp(totals.header.created_at()));
-    env->out() << lines.Render();
-  }
+  PrintExport(env, *connection, flags.file, totals);
   return kExitOk;
+}
+
+// One ImportSnapshot attempt streaming `file`; `first` carries the options.
+// Problems with the file go to *local_error (the stream is then cancelled,
+// so the server applies nothing); the return value is the stream's status.
+grpc::Status ImportAttempt(grpc::ClientContext* context,
+                           const std::shared_ptr<grpc::Channel>& channel,
+                           const std::string& file,
+                           const v1::ImportSnapshotRequest& first,
+                           std::ostream& err,
+                           v1::ImportSnapshotResponse* response,
+                           absl::Status* local_error) {
+  *local_error = absl::OkStatus();
+  const int fd = open(file.c_str(), O_RDONLY);
+  if (fd < 0) {
+    *local_error = absl::InvalidArgumentError(
+        absl::StrCat("--file: cannot open '", file, "'"));
+    return grpc::Status::OK;
+  }
+  google::protobuf::io::FileInputStream input(fd);
+  input.SetCloseOnDelete(true);
+  char magic[kSnapshotFileMagicBytes];
+  bool magic_ok = false;
+  {
+    // Scoped: the destructor hands unread bytes back to `input`.
+    google::protobuf::io::CodedInputStream coded(&input);
+    magic_ok = coded.ReadRaw(magic, sizeof(magic)) &&
+               std::string(magic, sizeof(magic)) == kSnapshotFileMagic;
+  }
+  if (!magic_ok) {
+    *local_error = absl::InvalidArgumentError(
+        absl::StrCat("--file: '", file, "' is not a lockwardenctl snapshot"));
+    return grpc::Status::OK;
+  }
+  auto writer =
+      v1::AdminService::NewStub(channel)->ImportSnapshot(context, response);
+  Progress progress(err, "snapshot import");
+  v1::ImportSnapshotRequest message = first;
+  uint64_t keys = 0, bytes = 0, key_total = 0;
+  bool clean_eof = false;
+  // Bounded by the file's length: every round consumes a chunk. A fresh
+  // CodedInputStream per chunk (inside the call) keeps its 2 GiB
+  // total-bytes limit from capping the file size.
+  while (true) {
+    v1::SnapshotChunk chunk;
+    if (!google::protobuf::util::ParseDelimitedFromZeroCopyStream(
+            &chunk, &input, &clean_eof)) {
+      break;
+    }
+    if (chunk.has_header()) key_total = chunk.header().key_count();
+    for (const v1::SnapshotEntry& entry : chunk.entries().entries()) {
+      ++keys;
+      bytes += entry.key().size() + entry.value().size();
+    }
+    *message.mutable_chunk() = std::move(chunk);
+    // A failed write means the server ended the stream: Finish says why.
+    if (!writer->Write(message)) return writer->Finish();
+    message.Clear();
+    progress.Update(keys, key_total, bytes, false);
+  }
+  if (!clean_eof) {
+    *local_error = absl::DataLossError(absl::StrCat(
+        "--file: '", file, "' is truncated or corrupt after ", keys, " keys"));
+    context->TryCancel();
+    writer->Finish();
+    return grpc::Status::OK;
+  }
+  writer->WritesDone();
+  progress.Update(keys, key_total, bytes, true);
+  return writer->Finish();
 }
 
 int RunImport(CommandEnv* env, const SnapshotFlags& flags) {
@@ -261,71 +344,8 @@ int RunImport(CommandEnv* env, const SnapshotFlags& flags) {
       "ImportSnapshot",
       [&](grpc::ClientContext* context,
           const std::shared_ptr<grpc::Channel>& channel) {
-        local_error = absl::OkStatus();
-        const int fd = open(flags.file.c_str(), O_RDONLY);
-        if (fd < 0) {
-          local_error = absl::InvalidArgumentError(
-              absl::StrCat("--file: cannot open '", flags.file, "'"));
-          return grpc::Status::OK;
-        }
-        google::protobuf::io::FileInputStream input(fd);
-        input.SetCloseOnDelete(true);
-        char magic[kSnapshotFileMagicBytes];
-        bool magic_ok = false;
-        {
-          // Scoped: the destructor hands unread bytes back to `input`.
-          google::protobuf::io::CodedInputStream coded(&input);
-          magic_ok = coded.ReadRaw(magic, sizeof(magic)) &&
-                     std::string(magic, sizeof(magic)) == kSnapshotFileMagic;
-        }
-        if (!magic_ok) {
-          local_error = absl::InvalidArgumentError(absl::StrCat(
-              "--file: '", flags.file, "' is not a lockwardenctl snapshot"));
-          return grpc::Status::OK;
-        }
-        auto writer =
-            v1::AdminService::NewStub(channel)->ImportSnapshot(context,
-                                                               &response);
-        Progress progress(env->err(), "snapshot import");
-        v1::ImportSnapshotRequest message = first;
-        uint64_t keys = 0, bytes = 0, key_total = 0;
-        bool clean_eof = false;
-        bool write_failed = false;
-        // Bounded by the file's length: every round consumes a chunk. A
-        // fresh CodedInputStream per chunk (inside the call) keeps its
-        // 2 GiB total-bytes limit from capping the file size.
-        while (true) {
-          v1::SnapshotChunk chunk;
-          if (!google::protobuf::util::ParseDelimitedFromZeroCopyStream(
-                  &chunk, &input, &clean_eof)) {
-            break;
-          }
-          if (chunk.has_header()) key_total = chunk.header().key_count();
-          for (const v1::SnapshotEntry& entry : chunk.entries().entries()) {
-            ++keys;
-            bytes += entry.key().size() + entry.value().size();
-          }
-          *message.mutable_chunk() = std::move(chunk);
-          if (!writer->Write(message)) {  // the server ended the stream
-            write_failed = true;
-            break;
-          }
-          message.Clear();
-          progress.Update(keys, key_total, bytes, false);
-        }
-        if (write_failed) return writer->Finish();  // the server's reason
-        if (!clean_eof) {
-          // A truncated or corrupt file: abort so the server applies nothing.
-          local_error = absl::DataLossError(absl::StrCat(
-              "--file: '", flags.file, "' is truncated or corrupt after ",
-              keys, " keys"));
-          context->TryCancel();
-          writer->Finish();
-          return grpc::Status::OK;
-        }
-        writer->WritesDone();
-        progress.Update(keys, key_total, bytes, true);
-        return writer->Finish();
+        return ImportAttempt(context, channel, flags.file, first, env->err(),
+                             &response, &local_error);
       },
       options);
   if (!local_error.ok()) return env->Fail(local_error);
