@@ -134,10 +134,7 @@ class NetworkTest(unittest.TestCase):
         # "lockd" (our callback server) asks beta's statd to monitor alpha;
         # alpha reboots (sm-notify); beta's statd calls the callback.
         a, b = self.topo['alpha'], self.topo['beta']
-        cb = b.spawn([peers.runfile('tests/peers/nlm_client'),
-                      '--serve-callbacks', '--port', '4045', '--count', '1',
-                      '--max-seconds', '30'], name='lockd')
-        cb.wait_for_log(r'^serving port=4045 registered=1', 5)
+        cb = peers.start_nlm_callbacks(b, 4045, count=1, max_seconds=30)
         mon = 'name=alpha,my_name=localhost,prog=100021,vers=4,proc=16'
         replies, _ = peers.nsm_client(b, [
             '--server', '127.0.0.1', 'stat:name=alpha',
@@ -198,9 +195,16 @@ class GaneshaNlmTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.topo.close()
 
+    def setUp(self):
+        self.crashed_before = self.topo.crashed()
+
     def tearDown(self):
-        # Every test must leave Ganesha (and all other daemons) running.
-        self.assertEqual(self.topo.crashed(), [])
+        # Every test must leave Ganesha running, and no peer it started may
+        # have died by a signal or an error.
+        self.assertTrue(self.ganesha.alive(), self.ganesha.log_text())
+        new = [p for p in self.topo.crashed()
+               if p not in self.crashed_before]
+        self.assertEqual(new, [], [(p, p.log_text()) for p in new])
 
     def nlm(self, *args, udp=False, check=True):
         argv = ['--server', 'server', '--caller', 'client', '--fh', self.fh]
@@ -255,12 +259,8 @@ class GaneshaNlmTest(unittest.TestCase):
     def start_callbacks(self, count):
         """nlm_client --serve-callbacks on the client host, registered with
         its rpcbind; exits after `count` callbacks."""
-        cb = self.client.spawn(
-            [peers.runfile('tests/peers/nlm_client'), '--serve-callbacks',
-             '--port', str(CALLBACK_PORT), '--count', str(count),
-             '--max-seconds', '30'], name='callbacks')
-        cb.wait_for_log(r'^serving port=%d registered=1' % CALLBACK_PORT, 5)
-        return cb
+        return peers.start_nlm_callbacks(self.client, CALLBACK_PORT, count,
+                                         max_seconds=30)
 
     def test_ipv6_tcp(self):
         got, replies = self.nlm('--server', 'server-v6',

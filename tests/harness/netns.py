@@ -192,13 +192,15 @@ class Host:
                  '--uts', '--propagation', 'private', 'sh', '-c', script, 'sh',
                  self.run_dir, self.nfs_dir, self.name] + list(argv))
 
-    def run(self, argv, timeout=10.0, check=True, input_text=None):
+    def run(self, argv, timeout=10.0, check=True, input_text=None,
+            env=None):
         """Runs argv on this host to completion; returns CompletedProcess.
-        Raises HarnessError on timeout, or on failure when check is set."""
+        `env` adds variables to the inherited environment. Raises
+        HarnessError on timeout, or on failure when check is set."""
         return procs.run_bounded(self.wrap(argv), timeout, check=check,
-                                 input_text=input_text)
+                                 input_text=input_text, env=_env(env))
 
-    def spawn(self, argv, log_path=None, name=None):
+    def spawn(self, argv, log_path=None, name=None, env=None):
         """Starts a long-running argv on this host, stdout+stderr to
         log_path (default <workdir>/<host>/<name>.log, or <name>-N.log if
         taken). Returns a procs.Process; the topology stops it on close."""
@@ -214,7 +216,7 @@ class Host:
         with open(log_path, 'ab') as log:
             popen = subprocess.Popen(self.wrap(argv), stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=_env(env))
         proc = procs.Process('%s@%s' % (name, self.name), argv, popen,
                              log_path, netns_inode=self.netns_inode)
         self.topo._processes.append(proc)
@@ -487,6 +489,15 @@ class Topology:
         left += ['pid %d (%s)' % (p.pid, p.name) for p in self._processes
                  if p.popen.returncode is None]
         return left
+
+
+def _env(extra):
+    """The inherited environment plus `extra` (None: inherit as is)."""
+    if not extra:
+        return None
+    env = dict(os.environ)
+    env.update(extra)
+    return env
 
 
 def _raise_exit(signum, frame):

@@ -116,7 +116,7 @@ def sm_notify(host, state_dir, monitored_names, announced_name, state,
     return SmNotifyResult(left, output)
 
 
-def runfile(rel_path):
+def runfile(rel_path, executable=True):
     """Absolute path of a Bazel-built file (e.g. 'tests/peers/nlm_client'):
     from the test's runfiles under `bazel test`; otherwise the newest copy
     under bazel-out/*/bin (bazel-bin follows whichever configuration was
@@ -134,7 +134,11 @@ def runfile(rel_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     built = glob.glob(os.path.join(root, 'bazel-out', '*', 'bin', rel_path))
-    built = [b for b in built if os.access(b, os.X_OK)]
+    if executable:
+        built = [b for b in built if os.access(b, os.X_OK)]
+    else:  # a source file: the workspace copy will do
+        built.append(os.path.join(root, rel_path))
+        built = [b for b in built if os.path.exists(b)]
     if built:
         return max(built, key=os.path.getmtime)
     raise HarnessError('%s not built (bazel build //%s); looked in %s and '
@@ -161,12 +165,39 @@ def parse_nlm_client_output(text):
     return replies
 
 
+def peer_env():
+    """Environment for the C peers: under --config=asan, LeakSanitizer
+    suppressions for leaks inside libnfs and libtirpc (tests/peers/
+    lsan.supp); other LSAN_OPTIONS are kept."""
+    try:
+        supp = runfile('tests/peers/lsan.supp', executable=False)
+    except HarnessError:
+        return {}
+    opts = os.environ.get('LSAN_OPTIONS', '')
+    return {'LSAN_OPTIONS': ':'.join(
+        o for o in (opts, 'suppressions=' + supp, 'print_suppressions=0')
+        if o)}
+
+
 def nlm_client(host, args, timeout=PEER_TIMEOUT_S, check=True):
     """Runs tests/peers/nlm_client on `host` with `args`; returns
     (list of NlmReply, CompletedProcess)."""
     res = host.run([runfile('tests/peers/nlm_client')] + list(args),
-                   timeout=timeout, check=check)
+                   timeout=timeout, check=check, env=peer_env())
     return parse_nlm_client_output(res.stdout), res
+
+
+def start_nlm_callbacks(host, port=4045, count=0, max_seconds=120,
+                        extra_args=(), timeout=PEER_TIMEOUT_S):
+    """Starts nlm_client --serve-callbacks on `host` (NLM v4 registered with
+    the host's rpcbind on `port`); returns the Process once it serves.
+    It exits after `count` callbacks (0: never) or `max_seconds`."""
+    proc = host.spawn([runfile('tests/peers/nlm_client'), '--serve-callbacks',
+                       '--port', str(port), '--count', str(count),
+                       '--max-seconds', str(max_seconds)] + list(extra_args),
+                      name='nlm-callbacks', env=peer_env())
+    proc.wait_for_log(r'^serving port=%d ' % port, timeout)
+    return proc
 
 
 GANESHA_NLM_PORT = 32803
@@ -248,7 +279,7 @@ def nsm_client(host, args, timeout=PEER_TIMEOUT_S, check=True):
     CompletedProcess). `result` is the rest of the line: 'STAT_SUCC
     state=3', 'state=5', 'void-reply' or 'RPC_ERROR <why>'."""
     res = host.run([runfile('tests/peers/nsm_client')] + list(args),
-                   timeout=timeout, check=check)
+                   timeout=timeout, check=check, env=peer_env())
     replies = []
     for line in res.stdout.splitlines():
         op, _, rest = line.strip().partition(' ')

@@ -40,6 +40,33 @@ static int g_callbacks;
 static const struct serve_options *g_opts;
 static struct rpc_context *g_udp; /* the one UDP server context */
 
+/* libnfs 4.0's server hands the decoder an uninitialised buffer
+ * (zdr_malloc, not zeroed), and its zdr_bytes/zdr_string then copy into
+ * whatever pointer the garbage holds: the second call on a socket crashes.
+ * The buffer is also misaligned (12 bytes into a header), which UBSan
+ * rightly rejects for structs holding 64-bit fields. So these decoders
+ * decode into a zeroed, aligned local and copy the bytes out, and the
+ * handlers copy them back into an aligned local (ARGS below). */
+#define ALIGNED_DECODER(type, fn)                          \
+  static uint32_t decode_##type(ZDR *z, void *p, ...) {    \
+    type v;                                                \
+    memset(&v, 0, sizeof(v));                              \
+    uint32_t ok = fn(z, &v);                               \
+    memcpy(p, &v, sizeof(v));                              \
+    return ok;                                             \
+  }
+ALIGNED_DECODER(NLM4_GRANTEDargs, zdr_NLM4_GRANTEDargs)
+ALIGNED_DECODER(NLM4_TESTres, zdr_NLM4_TESTres)
+ALIGNED_DECODER(NLM4_LOCKres, zdr_NLM4_LOCKres)
+ALIGNED_DECODER(NLM4_CANCres, zdr_NLM4_CANCres)
+ALIGNED_DECODER(NLM4_UNLOCKres, zdr_NLM4_UNLOCKres)
+ALIGNED_DECODER(NLM4_GRANTEDres, zdr_NLM4_GRANTEDres)
+
+/* An aligned copy of the decoded arguments of `call`. */
+#define ARGS(type, name, call) \
+  type name;                   \
+  memcpy(&name, (call)->body.cbody.args, sizeof(name))
+
 static void on_signal(int sig) {
   (void)sig;
   g_stop = 1;
@@ -88,7 +115,8 @@ static int proc_null(struct rpc_context *rpc, struct rpc_msg *call) {
 }
 
 static int proc_granted(struct rpc_context *rpc, struct rpc_msg *call) {
-  NLM4_GRANTEDargs *a = (NLM4_GRANTEDargs *)call->body.cbody.args;
+  ARGS(NLM4_GRANTEDargs, args, call);
+  const NLM4_GRANTEDargs *a = &args;
   bool udp = rpc == g_udp;
   char from[INET6_ADDRSTRLEN];
   peer_address(rpc, udp, from, sizeof(from));
@@ -127,7 +155,8 @@ static void send_granted_res(const char *to, const nlm_cookie *cookie) {
 }
 
 static int proc_granted_msg(struct rpc_context *rpc, struct rpc_msg *call) {
-  NLM4_GRANTEDargs *a = (NLM4_GRANTEDargs *)call->body.cbody.args;
+  ARGS(NLM4_GRANTEDargs, args, call);
+  const NLM4_GRANTEDargs *a = &args;
   bool udp = rpc == g_udp;
   char from[INET6_ADDRSTRLEN];
   peer_address(rpc, udp, from, sizeof(from));
@@ -154,7 +183,8 @@ static void print_res(struct rpc_context *rpc, const char *what, int stat,
 }
 
 static int proc_test_res(struct rpc_context *rpc, struct rpc_msg *call) {
-  NLM4_TESTres *r = (NLM4_TESTres *)call->body.cbody.args;
+  ARGS(NLM4_TESTres, res, call);
+  const NLM4_TESTres *r = &res;
   char extra[256] = "";
   if (r->reply.status == NLM4_DENIED) {
     const nlm4_holder *h = &r->reply.nlm4_testreply_u.lock.holder;
@@ -169,7 +199,8 @@ static int proc_test_res(struct rpc_context *rpc, struct rpc_msg *call) {
 /* LOCK_RES, CANCEL_RES, UNLOCK_RES and GRANTED_RES share one layout. */
 static int proc_status_res(struct rpc_context *rpc, struct rpc_msg *call,
                            const char *what) {
-  NLM4_LOCKres *r = (NLM4_LOCKres *)call->body.cbody.args;
+  ARGS(NLM4_LOCKres, res, call);
+  const NLM4_LOCKres *r = &res;
   print_res(rpc, what, r->status, &r->cookie, "");
   return 0;
 }
@@ -186,21 +217,6 @@ static int proc_granted_res(struct rpc_context *rpc, struct rpc_msg *call) {
   return proc_status_res(rpc, call, "GRANTED_RES_RECEIVED");
 }
 
-/* libnfs 4.0's server hands the decoder an uninitialised buffer
- * (zdr_malloc, not zeroed), and its zdr_bytes/zdr_string then copy into
- * whatever pointer the garbage holds: the second call on a socket crashes.
- * These decoders zero the buffer first, then call libnfs's routine. */
-#define ZEROING_DECODER(type)                        \
-  static uint32_t decode_##type(ZDR *z, void *p, ...) { \
-    memset(p, 0, sizeof(type));                      \
-    return zdr_##type(z, (type *)p);                 \
-  }
-ZEROING_DECODER(NLM4_GRANTEDargs)
-ZEROING_DECODER(NLM4_TESTres)
-ZEROING_DECODER(NLM4_LOCKres)
-ZEROING_DECODER(NLM4_CANCres)
-ZEROING_DECODER(NLM4_UNLOCKres)
-ZEROING_DECODER(NLM4_GRANTEDres)
 
 /* The private statd -> lockd callback (proc 16, not in XNFS): rpc.statd's
  * struct status { string mon_name<SM_MAXSTRLEN>; int state;
@@ -210,16 +226,17 @@ struct sm_status {
   int32_t state;
   char priv[16];
 };
+typedef struct sm_status struct_sm_status;
 
-static uint32_t decode_sm_status(ZDR *z, void *p, ...) {
-  struct sm_status *s = (struct sm_status *)p;
-  memset(s, 0, sizeof(*s));
+static uint32_t zdr_sm_status(ZDR *z, struct sm_status *s) {
   return zdr_string(z, &s->mon_name, 1024) && zdr_int(z, &s->state) &&
          zdr_opaque(z, s->priv, sizeof(s->priv));
 }
+ALIGNED_DECODER(struct_sm_status, zdr_sm_status)
 
 static int proc_sm_notify(struct rpc_context *rpc, struct rpc_msg *call) {
-  const struct sm_status *s = (const struct sm_status *)call->body.cbody.args;
+  ARGS(struct sm_status, st, call);
+  const struct sm_status *s = &st;
   bool udp = rpc == g_udp;
   char from[INET6_ADDRSTRLEN], priv[2 * 16 + 4];
   peer_address(rpc, udp, from, sizeof(from));
@@ -250,7 +267,7 @@ static struct service_proc kProcs[] = {
     {14, proc_unlock_res, decode_NLM4_UNLOCKres, sizeof(NLM4_UNLOCKres)},
     {NLM4_PROC_GRANTED_RES, proc_granted_res, decode_NLM4_GRANTEDres,
      sizeof(NLM4_GRANTEDres)},
-    {NLM4_PROC_SM_NOTIFY, proc_sm_notify, decode_sm_status,
+    {NLM4_PROC_SM_NOTIFY, proc_sm_notify, decode_struct_sm_status,
      sizeof(struct sm_status)},
 };
 #define PROCS_COUNT ((int)(sizeof(kProcs) / sizeof(kProcs[0])))
