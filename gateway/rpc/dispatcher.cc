@@ -68,7 +68,10 @@ absl::Status RpcCall::Finish(std::optional<std::string> reply) {
 }
 
 absl::Status RpcCall::Reply(const void* result) {
-  if (answered_) return Finish(std::nullopt);  // reports the misuse
+  if (answered_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        spec_->name, " xid ", header_.xid, " was already answered"));
+  }
   absl::StatusOr<std::string> bytes =
       EncodeSuccessReply(header_.xid, spec_->result_encoder, result);
   if (!bytes.ok()) {
@@ -82,6 +85,16 @@ absl::Status RpcCall::Reply(const void* result) {
 }
 
 absl::Status RpcCall::ReplyNone() { return Finish(std::nullopt); }
+
+void RpcCall::AnswerGarbageArgs() {
+  // Not cached: the same bytes would fail the same way, and a corrected
+  // retransmission with the same xid must execute.
+  if (drc_ != nullptr && drc_key_.has_value()) drc_->Abandon(*drc_key_);
+  answered_ = true;
+  ReplySink sink = std::move(sink_);
+  sink_ = nullptr;
+  sink(EncodeAcceptedError(header_.xid, AcceptStat::kGarbageArgs));
+}
 
 absl::Status RpcCall::ReplyError(AcceptStat stat) {
   if (stat == AcceptStat::kSuccess || stat == AcceptStat::kProgMismatch) {
@@ -151,43 +164,59 @@ std::shared_ptr<const ProcedureSpec> Dispatcher::Resolve(
   return it->second;
 }
 
-void Dispatcher::Dispatch(const CallContext& context,
-                          absl::string_view message, ReplySink sink) {
-  DecodedCall decoded = DecodeCall(message);
-  {
-    absl::MutexLock lock(&mu_);
-    ++stats_.calls;
-    switch (decoded.outcome) {
-      case DecodedCall::Outcome::kDrop:
-        ++stats_.dropped;
-        break;
-      case DecodedCall::Outcome::kRpcMismatch:
-        ++stats_.rpc_mismatch;
-        break;
-      case DecodedCall::Outcome::kAuthError:
-        ++stats_.auth_errors;
-        break;
-      case DecodedCall::Outcome::kOk:
-        break;
-    }
-  }
+bool Dispatcher::AnswerHeaderProblem(const CallContext& context,
+                                     const DecodedCall& decoded,
+                                     ReplySink& sink) {
   switch (decoded.outcome) {
+    case DecodedCall::Outcome::kOk:
+      return false;
     case DecodedCall::Outcome::kDrop:
+      Count(&DispatcherStats::dropped);
       LogEvent(LogLevel::kDebug, "rpc_message_dropped",
                {{"peer", context.peer_address}, {"reason", decoded.reason}});
       sink(std::nullopt);
-      return;
+      return true;
     case DecodedCall::Outcome::kRpcMismatch:
+      Count(&DispatcherStats::rpc_mismatch);
       sink(EncodeRpcMismatch(decoded.header.xid));
-      return;
+      return true;
     case DecodedCall::Outcome::kAuthError:
+      Count(&DispatcherStats::auth_errors);
       LogEvent(LogLevel::kInfo, "rpc_auth_rejected",
                {{"peer", context.peer_address}, {"reason", decoded.reason}});
       sink(EncodeAuthError(decoded.header.xid, decoded.auth_stat));
-      return;
-    case DecodedCall::Outcome::kOk:
-      break;
+      return true;
   }
+  return false;
+}
+
+bool Dispatcher::AnswerFromDrc(const DrcKey& key, ReplySink& sink) {
+  DuplicateRequestCache::Lookup hit = drc_->Begin(key, NowOf(clock_));
+  switch (hit.state) {
+    case DuplicateRequestCache::State::kNew:
+      return false;
+    case DuplicateRequestCache::State::kInProgress:
+      // Absorbed: the execution under way answers (see the DRC header).
+      Count(&DispatcherStats::dropped);
+      sink(std::nullopt);
+      return true;
+    case DuplicateRequestCache::State::kCompleted:
+      Count(&DispatcherStats::drc_replays);
+      if (hit.reply.empty()) {
+        sink(std::nullopt);  // the procedure has no reply
+      } else {
+        sink(std::move(hit.reply));
+      }
+      return true;
+  }
+  return false;
+}
+
+void Dispatcher::Dispatch(const CallContext& context,
+                          absl::string_view message, ReplySink sink) {
+  Count(&DispatcherStats::calls);
+  DecodedCall decoded = DecodeCall(message);
+  if (AnswerHeaderProblem(context, decoded, sink)) return;
   const CallHeader& h = decoded.header;
   std::string error_reply;
   std::shared_ptr<const ProcedureSpec> spec = Resolve(h, &error_reply);
@@ -196,56 +225,33 @@ void Dispatcher::Dispatch(const CallContext& context,
     return;
   }
   const absl::string_view args_bytes = message.substr(h.args_offset);
-
   std::optional<DrcKey> key;
   if (drc_ != nullptr && spec->use_drc) {
     key = DrcKey::Make(context.peer_address, h.xid, h.prog, h.vers, h.proc,
                        args_bytes);
-    DuplicateRequestCache::Lookup hit = drc_->Begin(*key, NowOf(clock_));
-    if (hit.state != DuplicateRequestCache::State::kNew) {
-      {
-        absl::MutexLock lock(&mu_);
-        ++(hit.state == DuplicateRequestCache::State::kCompleted
-               ? stats_.drc_replays
-               : stats_.dropped);
-      }
-      if (hit.state == DuplicateRequestCache::State::kCompleted &&
-          !hit.reply.empty()) {
-        sink(std::move(hit.reply));
-      } else {
-        sink(std::nullopt);
-      }
-      return;
-    }
+    if (AnswerFromDrc(*key, sink)) return;
   }
-
   std::unique_ptr<RpcCall> call(new RpcCall(context, h, spec, std::move(sink),
                                             drc_, std::move(key), clock_));
   absl::Status decode =
       XdrDecode(spec->args_decoder, args_bytes, call->args_raw());
   if (!decode.ok()) {
-    {
-      absl::MutexLock lock(&mu_);
-      ++stats_.garbage_args;
-    }
+    Count(&DispatcherStats::garbage_args);
     LogEvent(LogLevel::kInfo, "rpc_garbage_args",
              {{"proc", spec->name},
               {"xid", h.xid},
               {"peer", context.peer_address},
               {"status", decode}});
-    // Not cached: the same bytes would fail the same way, and caching would
-    // only spend room.
-    if (call->drc_ != nullptr && call->drc_key_.has_value()) {
-      call->drc_->Abandon(*call->drc_key_);
-    }
-    ReplySink reply = std::move(call->sink_);
-    call->sink_ = nullptr;
-    call->answered_ = true;
-    reply(EncodeAcceptedError(h.xid, AcceptStat::kGarbageArgs));
+    call->AnswerGarbageArgs();
     return;
   }
   call->args_decoded_ = true;
   spec->handler(std::move(call));
+}
+
+void Dispatcher::Count(uint64_t DispatcherStats::*counter) {
+  absl::MutexLock lock(&mu_);
+  ++(stats_.*counter);
 }
 
 DispatcherStats Dispatcher::stats() const {

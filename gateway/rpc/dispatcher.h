@@ -164,6 +164,8 @@ class RpcCall {
           DuplicateRequestCache* drc, std::optional<DrcKey> drc_key,
           const Clock* clock);
   absl::Status Finish(std::optional<std::string> reply);
+  // The arguments did not decode: GARBAGE_ARGS, and the DRC entry goes.
+  void AnswerGarbageArgs();
 
   const CallContext context_;
   const CallHeader header_;
@@ -224,6 +226,12 @@ class Dispatcher {
   // Looks up (prog, vers, proc) or produces the error reply.
   std::shared_ptr<const ProcedureSpec> Resolve(const CallHeader& h,
                                                std::string* error_reply);
+  // Answers a call whose header is unusable; false if the header is fine.
+  bool AnswerHeaderProblem(const CallContext& context,
+                           const DecodedCall& decoded, ReplySink& sink);
+  // Answers a retransmission from the DRC; false for a new call.
+  bool AnswerFromDrc(const DrcKey& key, ReplySink& sink);
+  void Count(uint64_t DispatcherStats::*counter);
 
   DuplicateRequestCache* const drc_;
   RealClock real_clock_;

@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "gateway/rpc/transport.h"
+#include "gateway/rpc/address.h"
 #include "gateway/xdr/xdr_codec.h"
 
 namespace lockwarden::gateway {

@@ -54,36 +54,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "gateway/rpc/address.h"
 #include "gateway/rpc/dispatcher.h"
 #include "gateway/rpc/record_marking.h"
 
 namespace lockwarden::gateway {
-
-// IPv4-mapped IPv6 -> IPv4; everything else unchanged.
-asio::ip::address NormalizeAddress(const asio::ip::address& address);
-// Text form of the normalised address ("192.0.2.1", "2001:db8::1").
-std::string NormalizedAddressString(const asio::ip::address& address);
-// Parses and normalises textual addresses ("::ffff:10.0.0.1" -> 10.0.0.1).
-absl::StatusOr<asio::ip::address> ParseAddress(const std::string& text);
-
-// An io_context run by a fixed number of threads.
-class IoThreadPool {
- public:
-  explicit IoThreadPool(size_t threads);
-  ~IoThreadPool();  // Stop()
-  IoThreadPool(const IoThreadPool&) = delete;
-  IoThreadPool& operator=(const IoThreadPool&) = delete;
-
-  asio::io_context& context() { return io_; }
-  // Stops the context and joins the threads. Idempotent.
-  void Stop();
-
- private:
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::vector<std::thread> threads_;
-  std::atomic<bool> stopped_{false};
-};
 
 struct RpcServerOptions {
   // "0.0.0.0" (IPv4 only), "::" (dual stack), "127.0.0.1", ...
