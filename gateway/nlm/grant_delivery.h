@@ -83,8 +83,8 @@ struct GrantDeliveryOptions {
   absl::Duration retry_interval = absl::Seconds(10);
   // Clock-skew margin: no callback is sent later than deadline - margin.
   absl::Duration deadline_margin = absl::Seconds(2);
-  // Deadline assumed for an event that carries none (the server's default
-  // grant timeout).
+  // Deadline assumed for an event that carries none, counted from when this
+  // process received it: set it to the server's --grant-timeout-ms.
   absl::Duration default_grant_timeout = absl::Seconds(60);
   absl::Duration reconnect_backoff_initial = absl::Milliseconds(100);
   absl::Duration reconnect_backoff_max = absl::Seconds(5);

@@ -26,7 +26,9 @@ int DeadPort() {
 
 }  // namespace
 
-NlmTestEnv::NlmTestEnv(NlmTestEnvOptions options) : options_(options) {
+NlmTestEnv::NlmTestEnv(NlmTestEnvOptions options)
+    : options_(options),
+      client_answers_granted_(options.client_answers_granted) {
   int server_port = 0;
   if (options_.server_down) {
     server_port = DeadPort();
@@ -54,6 +56,10 @@ NlmTestEnv::NlmTestEnv(NlmTestEnvOptions options) : options_(options) {
   rpc_ = std::make_unique<RpcClient>(pool_.context(), rco);
   StartClientHost();
 
+  StartGateway();
+}
+
+void NlmTestEnv::StartGateway() {
   dispatcher_ = std::make_unique<Dispatcher>(DispatcherOptions{&drc_, nullptr});
   NlmCallbackClientOptions cco;
   cco.rpcbind_port = client_pm_server_->port();
@@ -64,6 +70,8 @@ NlmTestEnv::NlmTestEnv(NlmTestEnvOptions options) : options_(options) {
   gdo.instance_name = "test";
   gdo.retry_interval = options_.grant_retry_interval;
   gdo.deadline_margin = absl::Milliseconds(200);
+  // The server's GrantEvents carry no deadline yet: assume its timeout.
+  gdo.default_grant_timeout = absl::Milliseconds(options_.grant_timeout_ms);
   gdo.reconnect_backoff_initial = absl::Milliseconds(20);
   gdo.reconnect_backoff_max = absl::Milliseconds(200);
   grants_ = std::make_unique<GrantDelivery>(gdo, server_client_.get(),
@@ -86,12 +94,26 @@ NlmTestEnv::NlmTestEnv(NlmTestEnvOptions options) : options_(options) {
   if (!options_.server_down) grants_->Start();
 }
 
+void NlmTestEnv::RestartGateway() {
+  gateway_server_->Stop();
+  grants_->Stop();
+  // The old objects may still be referenced by callbacks queued on the
+  // pool; keep them alive until the environment goes away.
+  retired_.push_back(std::shared_ptr<void>(std::move(gateway_server_)));
+  retired_.push_back(std::shared_ptr<void>(std::move(nlm_)));
+  retired_.push_back(std::shared_ptr<void>(std::move(grants_)));
+  retired_.push_back(std::shared_ptr<void>(std::move(callbacks_)));
+  retired_.push_back(std::shared_ptr<void>(std::move(dispatcher_)));
+  StartGateway();
+}
+
 NlmTestEnv::~NlmTestEnv() {
   gateway_server_->Stop();
   grants_->Stop();
   client_server_->Stop();
   client_pm_server_->Stop();
   pool_.Stop();
+  retired_.clear();
   if (server_) server_->Shutdown();
 }
 
@@ -113,7 +135,7 @@ void NlmTestEnv::StartClientHost() {
                      a->alock.caller_name ? a->alock.caller_name : ""};
     Record(e);
     (void)call->ReplyNone();
-    if (!options_.client_answers_granted) return;
+    if (!client_answers_granted_.load()) return;
     std::string cookie = e.cookie;
     nlm4_res res{};
     res.cookie = NetobjOf(cookie);
@@ -136,7 +158,7 @@ void NlmTestEnv::StartClientHost() {
                      a->alock.caller_name ? a->alock.caller_name : ""};
     Record(e);
     (void)call->ReplyNone();
-    if (!options_.client_answers_granted) return;
+    if (!client_answers_granted_.load()) return;
     std::string cookie = e.cookie;
     nlm_res res{};
     res.cookie = NetobjOf(cookie);
@@ -162,7 +184,7 @@ void NlmTestEnv::StartClientHost() {
     nlm4_res res{};
     res.cookie = NetobjOf(cookie);
     res.stat.stat =
-        options_.client_answers_granted ? NLM4_GRANTED : NLM4_DENIED;
+        client_answers_granted_.load() ? NLM4_GRANTED : NLM4_DENIED;
     (void)call->Reply(&res);
   };
   EXPECT_TRUE(d.RegisterProcedure(NLM_PROG, NLM4_VERS, NLMPROC4_GRANTED,

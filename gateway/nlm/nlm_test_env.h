@@ -17,6 +17,7 @@
 
 #include <rpc/rpc.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -75,6 +76,16 @@ class NlmTestEnv {
   Dispatcher& dispatcher() { return *dispatcher_; }
   v1::AdminService::Stub& admin() { return *admin_; }
   RpcClient& rpc() { return *rpc_; }
+  ServerClient& server_client() { return *server_client_; }
+  asio::io_context& io() { return pool_.context(); }
+
+  // Simulates a gateway process restart without any goodbye: the grant
+  // stream and the NLM service are replaced (acks in flight are not sent);
+  // the gateway's port changes. The server and the client host stay.
+  void RestartGateway();
+  void set_client_answers_granted(bool answer) {
+    client_answers_granted_.store(answer);
+  }
 
   // libtirpc clients to the gateway.
   CLIENT* Client(bool tcp, uint32_t vers) const;
@@ -89,6 +100,7 @@ class NlmTestEnv {
 
  private:
   void StartClientHost();
+  void StartGateway();
   void Record(ClientNlmEvent e);
 
   const NlmTestEnvOptions options_;
@@ -111,7 +123,9 @@ class NlmTestEnv {
   std::unique_ptr<GrantDelivery> grants_;
   std::unique_ptr<NlmService> nlm_;
   std::unique_ptr<RpcServer> gateway_server_;
+  std::vector<std::shared_ptr<void>> retired_;  // see RestartGateway
 
+  std::atomic<bool> client_answers_granted_;
   mutable absl::Mutex mu_;
   std::vector<ClientNlmEvent> events_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, std::string>> addresses_
