@@ -1,6 +1,7 @@
 // LockCore::CheckInvariants and DebugString: the checks the randomised test
 // runs after every step and Rebuild runs on what it loaded.
 #include <algorithm>
+#include <map>
 #include <tuple>
 
 #include "absl/container/flat_hash_map.h"
@@ -257,12 +258,14 @@ std::string LockCore::DebugString() const {
                     m.my_id.my_name, " ", m.my_id.my_prog, "/",
                     m.my_id.my_vers, "/", m.my_id.my_proc, "\n");
   }
+  std::map<uint64_t, std::string> events;  // By sequence, not gateway id.
   for (const GatewayState& g : gateways_) {
     for (const auto& [seq, e] : g.outbox) {
-      absl::StrAppend(&out, "event ", seq, " gw=", g.name, " kind=",
-                      e.body.index(), "\n");
+      events[seq] = absl::StrCat("event ", seq, " gw=", g.name, " kind=",
+                                 e.body.index(), "\n");
     }
   }
+  for (const auto& [seq, line] : events) absl::StrAppend(&out, line);
   absl::StrAppend(&out, "dedup ", dedup_.size(), "\n");
   return out;
 }

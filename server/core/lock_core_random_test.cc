@@ -23,6 +23,7 @@ namespace lockwarden::core::testing {
 namespace {
 
 uint64_t g_seed = 0;
+const MonitorId kLockd{"gateway-host", 100021, 4, 16};
 constexpr int kSteps = 200'000;
 
 CoreOptions RandomOptions() {
@@ -30,6 +31,7 @@ CoreOptions RandomOptions() {
   o.grant_timeout_ms = 40;
   o.grace_period_ms = 150;
   o.dedup_entries_max = 300;
+  o.waiters_per_file_max = 5;
   return o;
 }
 
@@ -39,6 +41,14 @@ class RandomRun {
       : rng_(seed), nsm_(nsm), options_(RandomOptions()),
         core_(options_), model_(options_) {
     for (int c = 0; c < kOwners / 2; ++c) client_state_[c] = 1;
+    if (nsm_) {  // Every gateway monitors every client.
+      for (int g = 0; g < kGateways; ++g) {
+        for (int c = 0; c < kOwners / 2; ++c) {
+          Apply(MonCmd{"", GatewayName(g), ClientName(c), kLockd,
+                       std::string(16, 'p')});
+        }
+      }
+    }
   }
 
   // Runs `steps` operations; returns "" or the first discrepancy.
@@ -223,6 +233,8 @@ class RandomRun {
   }
 
   std::string Step();
+  std::string ShareStep(int roll);
+  std::string AckNsmEvents();
   std::string CompareState();
   std::string RebuildAndSwap();
 
@@ -265,9 +277,10 @@ std::string RandomRun::Step() {
     }
     return "";
   }
+  if (nsm_ && roll >= 74 && roll < 86 && Chance(30)) return AckNsmEvents();
   // Acks need grants; with none, mostly lock instead.
   const bool ack_useless = model_.grants.empty() && !Chance(10);
-  if (roll < 40 || (roll >= 74 && roll < 86 && ack_useless)) {
+  if (roll < 38 || (roll >= 74 && roll < 86 && ack_useless)) {
     last_op_ = "lock";
     ModelReq r = Chance(15) ? ExistingReq() : RandomReq();
     if (nsm_) r.state = client_state_[ClientOf(r.owner)];
@@ -285,6 +298,7 @@ std::string RandomRun::Step() {
     const LockStatus want = model_.Lock(r, block);
     return Check(c, want, &r);
   }
+  if (roll >= 52 && roll < 59) return ShareStep(roll);
   if (roll < 58) {
     last_op_ = "unlock";
     ModelReq r = RandomReq();
@@ -338,8 +352,23 @@ std::string RandomRun::Step() {
     last_op_ = "simu-crash";
     const int gw = Uniform(0, kGateways - 1);
     model_.Bump(gw);
-    return Check(SimuCrashCmd{"", GatewayName(gw)}, LockStatus::kGranted,
-                 nullptr);
+    Effects fx = Apply(SimuCrashCmd{"", GatewayName(gw)});
+    // One SM_NOTIFY per monitored host, carrying the new state.
+    int notifies = 0;
+    for (const Event& e : fx.events) {
+      if (const auto* n = std::get_if<SmNotifyEvent>(&e.body)) {
+        if (n->target != ClientName(notifies) || n->mon_name != GatewayName(gw) ||
+            n->state != model_.gateways[gw].nsm_state) {
+          return "wrong SM_NOTIFY event";
+        }
+        ++notifies;
+      }
+    }
+    if (notifies != kOwners / 2 ||
+        fx.reply.nsm_state != model_.gateways[gw].nsm_state) {
+      return "SIMU_CRASH did not notify every monitored host";
+    }
+    return CheckEvents(fx.events);
   }
   if (roll < 96) {
     last_op_ = "client-reboot";
@@ -355,6 +384,19 @@ std::string RandomRun::Step() {
     Effects fx = Apply(c);
     if (fx.reply.stale != stale) return "notify staleness differs";
     stale_ += stale;
+    int callbacks = 0;
+    for (const Event& e : fx.events) {
+      if (const auto* cb = std::get_if<StatusCallbackEvent>(&e.body)) {
+        if (cb->mon_name != ClientName(client) || cb->state != state ||
+            !(cb->my_id == kLockd)) {
+          return "wrong status callback";
+        }
+        ++callbacks;
+      }
+    }
+    if (callbacks != (stale ? 0 : kGateways)) {
+      return "one status callback per registration expected";
+    }
     return CheckEvents(fx.events);
   }
   last_op_ = "free-all";
@@ -362,6 +404,72 @@ std::string RandomRun::Step() {
   return Check(FreeAllCmd{"", GatewayName(0), ClientName(client),
                           client_state_[client]},
                LockStatus::kGranted, nullptr);
+}
+
+std::string RandomRun::ShareStep(int roll) {
+  const int file = Uniform(0, kFiles - 1);
+  const int gw = Uniform(0, kGateways - 1);
+  const int client = Uniform(0, kOwners / 2 - 1);
+  const int oh = Uniform(0, 1);
+  if (roll < 56) {
+    last_op_ = "share";
+    ModelShare m{client, oh, static_cast<uint8_t>(Uniform(0, 3)),
+                 static_cast<uint8_t>(Uniform(0, 3)), gw,
+                 client_state_[client]};
+    const bool reclaim = nsm_ && Chance(15);
+    ShareCmd c;
+    c.gateway = GatewayName(gw);
+    c.fh = FileName(file);
+    c.client = ClientName(client);
+    c.oh = "o" + std::to_string(oh);
+    c.access = static_cast<ShareMode>(m.access);
+    c.deny = static_cast<ShareMode>(m.deny);
+    c.reclaim = reclaim;
+    c.client_state = m.state;
+    return Check(c, model_.Share(file, m, reclaim), nullptr);
+  }
+  if (roll < 58) {
+    last_op_ = "unshare";
+    UnshareCmd c{"", GatewayName(gw), FileName(file), ClientName(client),
+                 "o" + std::to_string(oh)};
+    return Check(c, model_.Unshare(file, client, oh, gw), nullptr);
+  }
+  last_op_ = "force-release";
+  ForceReleaseCmd c;
+  switch (Uniform(0, 2)) {
+    case 0: {
+      const int owner = Uniform(0, kOwners - 1);
+      c.target = ForceReleaseCmd::Target::kOwner;
+      c.owner = ModelOwner(owner);
+      model_.ForceReleaseOwner(owner);
+      break;
+    }
+    case 1:
+      c.target = ForceReleaseCmd::Target::kClient;
+      c.client = ClientName(client);
+      model_.ForceReleaseClient(client);
+      break;
+    default:
+      c.target = ForceReleaseCmd::Target::kFile;
+      c.fh = FileName(file);
+      model_.ForceReleaseFile(file);
+  }
+  return Check(c, LockStatus::kGranted, nullptr);
+}
+
+// Acks a few pending SM_NOTIFY / status-callback events of one gateway.
+std::string RandomRun::AckNsmEvents() {
+  last_op_ = "ack-nsm-events";
+  const std::string gw = GatewayName(Uniform(0, kGateways - 1));
+  for (const Event& e : core_.PendingEvents(gw, 0, 8)) {
+    if (std::holds_alternative<GrantedEvent>(e.body)) continue;
+    Effects fx = Apply(AckEventCmd{"", gw, e.sequence,
+                                   static_cast<AckOutcome>(Uniform(0, 2))});
+    if (fx.reply.status != LockStatus::kGranted || !fx.events.empty()) {
+      return "ack of an NSM event failed";
+    }
+  }
+  return "";
 }
 
 std::string RandomRun::CompareState() {
@@ -424,6 +532,20 @@ std::string RandomRun::CompareState() {
       q.emplace_back(w.owner, w.i, w.j, w.excl);
     }
     if (q != queues[f]) return absl::StrCat("waiter queue of f", f, " differs");
+  }
+  std::array<std::vector<std::tuple<int, int, int, int, int>>, kFiles> sh;
+  for (const ShareInfo& x : core_.ListShares({}, 0, 1 << 20)) {
+    sh[x.fh[1] - '0'].emplace_back(x.client[1] - '0', x.oh[1] - '0',
+                                   static_cast<int>(x.access),
+                                   static_cast<int>(x.deny),
+                                   x.gateway[1] - '0');
+  }
+  for (int f = 0; f < kFiles; ++f) {
+    std::vector<std::tuple<int, int, int, int, int>> want_shares;
+    for (const ModelShare& x : model_.shares[f]) {
+      want_shares.emplace_back(x.client, x.oh, x.access, x.deny, x.gw);
+    }
+    if (want_shares != sh[f]) return absl::StrCat("shares of f", f, " differ");
   }
   if (nsm_) {
     for (const GatewayInfo& g : core_.ListGateways()) {

@@ -46,10 +46,6 @@ std::optional<OwnerId> OwnerTable::Find(const Owner& owner) const {
 
 namespace {
 
-absl::Status Broken(absl::string_view what) {
-  return absl::InternalError(absl::StrCat("lock core invariant: ", what));
-}
-
 bool Matches(const LockFilter& filter, const std::string& fh,
              const std::string& client, const std::string& gateway) {
   return (filter.fh.empty() || filter.fh == fh) &&

@@ -68,8 +68,6 @@ void ReferenceModel::Blockers(const ModelReq& r, size_t earlier,
                               std::set<int>& out) const {
   for (int o = 0; o < kOwners; ++o) {
     if (o == r.owner) continue;
-    ModelReq probe = r;
-    probe.owner = o;
     for (int k = r.i; k <= r.j; ++k) {
       const uint8_t m = held[r.file][o][k].mode;
       if (m == 2 || (m == 1 && r.excl)) out.insert(o);
@@ -183,6 +181,9 @@ LockStatus ReferenceModel::Lock(const ModelReq& r, bool block) {
   if (Conflicts(r)) {
     if (!block) return LockStatus::kDenied;
     if (Deadlock(r)) return LockStatus::kDeadlock;
+    if (waiters[r.file].size() >= options_.waiters_per_file_max) {
+      return LockStatus::kNoLocks;
+    }
     waiters[r.file].push_back(r);
     return LockStatus::kBlocked;
   }
@@ -265,8 +266,15 @@ void ReferenceModel::Tick() {
 }
 
 void ReferenceModel::Release(
-    const std::function<bool(int, int, int, int32_t)>& pred) {
+    const std::function<bool(int, int, int, int32_t)>& pred, int file) {
   for (int f = 0; f < kFiles; ++f) {  // "f0" < "f1" < "f2": name order.
+    if (file >= 0 && f != file) continue;
+    auto& sh = shares[f];
+    sh.erase(std::remove_if(sh.begin(), sh.end(),
+                            [&](const ModelShare& x) {
+                              return pred(x.client, -1, x.gw, x.state);
+                            }),
+             sh.end());
     auto& q = waiters[f];
     q.erase(std::remove_if(q.begin(), q.end(),
                            [&](const ModelReq& w) {
@@ -302,6 +310,11 @@ void ReferenceModel::Bump(int gw) {
   for (const ModelReq& g : grants) {
     if (g.gw == gw) holders.insert(ClientOf(g.owner));
   }
+  for (const auto& sh : shares) {
+    for (const ModelShare& x : sh) {
+      if (x.gw == gw) holders.insert(x.client);
+    }
+  }
   Release([gw](int, int, int g, int32_t) { return g == gw; });
   ModelGateway& g = gateways[gw];
   g.nsm_state += 2;
@@ -330,6 +343,9 @@ bool ReferenceModel::Notify(int client, int32_t state) {
       for (const ModelReq& w : waiters[f]) {
         any |= older(ClientOf(w.owner), w.owner, w.gw, w.state);
       }
+      for (const ModelShare& x : shares[f]) {
+        any |= older(x.client, -1, x.gw, x.state);
+      }
     }
     for (const ModelReq& g : grants) {
       any |= older(ClientOf(g.owner), g.owner, g.gw, g.state);
@@ -346,6 +362,50 @@ void ReferenceModel::FreeAll(int client, int32_t state) {
   Release([client](int c, int, int, int32_t) { return c == client; });
   Record(client, state);
   MarkDone(client);
+}
+
+LockStatus ReferenceModel::Share(int file, const ModelShare& share,
+                                 bool reclaim) {
+  if (GraceRefuses(share.gw, share.client, reclaim)) return LockStatus::kGrace;
+  Record(share.client, share.state);
+  ModelShare* mine = nullptr;
+  for (ModelShare& x : shares[file]) {
+    if (x.client == share.client && x.oh == share.oh) {
+      mine = &x;
+    } else if ((share.access & x.deny) || (share.deny & x.access)) {
+      return LockStatus::kDenied;
+    }
+  }
+  if (mine != nullptr) {
+    *mine = share;
+  } else {
+    shares[file].push_back(share);
+  }
+  return LockStatus::kGranted;
+}
+
+LockStatus ReferenceModel::Unshare(int file, int client, int oh, int gw) {
+  if (GraceRefuses(gw, client, false)) return LockStatus::kGrace;
+  auto& sh = shares[file];
+  for (size_t i = 0; i < sh.size(); ++i) {
+    if (sh[i].client == client && sh[i].oh == oh) {
+      sh.erase(sh.begin() + static_cast<long>(i));
+      break;
+    }
+  }
+  return LockStatus::kGranted;
+}
+
+void ReferenceModel::ForceReleaseOwner(int owner) {
+  Release([owner](int, int o, int, int32_t) { return o == owner; });
+}
+
+void ReferenceModel::ForceReleaseClient(int client) {
+  Release([client](int c, int, int, int32_t) { return c == client; });
+}
+
+void ReferenceModel::ForceReleaseFile(int file) {
+  Release([](int, int, int, int32_t) { return true; }, file);
 }
 
 }  // namespace lockwarden::core::testing

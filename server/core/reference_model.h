@@ -83,6 +83,15 @@ struct ModelReq {  // One lock request, waiter or grant.
   int64_t deadline = 0;
 };
 
+struct ModelShare {
+  int client = 0;
+  int oh = 0;  // "o0" or "o1".
+  uint8_t access = 0;
+  uint8_t deny = 0;
+  int gw = 0;
+  int32_t state = 0;
+};
+
 struct ModelGateway {
   int32_t nsm_state = 1;
   int64_t grace_until = 0;
@@ -106,6 +115,13 @@ class ReferenceModel {
   // Returns true when stale.
   bool Notify(int client, int32_t state);
   void FreeAll(int client, int32_t state);
+  LockStatus Share(int file, const ModelShare& share, bool reclaim);
+  LockStatus Unshare(int file, int client, int oh, int gw);
+  // Admin force-release: of an owner's locks and waiters, of everything of
+  // a client, or of everything on a file.
+  void ForceReleaseOwner(int owner);
+  void ForceReleaseClient(int client);
+  void ForceReleaseFile(int file);
 
   // Conflict against held segments and grants of other owners.
   bool Conflicts(const ModelReq& r) const;
@@ -116,6 +132,7 @@ class ReferenceModel {
   std::array<std::array<std::array<ModelSeg, kSegs>, kOwners>, kFiles> held;
   std::vector<ModelReq> grants;  // Unconfirmed, in creation order.
   std::array<std::vector<ModelReq>, kFiles> waiters;
+  std::array<std::vector<ModelShare>, kFiles> shares;  // Creation order.
   std::array<ModelGateway, kGateways> gateways;
   std::map<int, int32_t> client_states;
   std::vector<ModelReq> expected_grants;
@@ -133,9 +150,11 @@ class ReferenceModel {
   void LiftIfDone(ModelGateway& g);
   void MarkDone(int client);
   void Record(int client, int32_t state);
-  // Releases holdings matching pred(owner/client, gw, state) in file order.
+  // Releases holdings matching pred(client, owner (-1 for shares), gw,
+  // state) in file order (only `file` unless it is -1).
   void Release(const std::function<bool(int client, int owner, int gw,
-                                        int32_t state)>& pred);
+                                        int32_t state)>& pred,
+               int file = -1);
 
   CoreOptions options_;
 };
