@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/core/lock_core.h"
@@ -145,55 +146,61 @@ std::string FindConflictingLocks(const std::vector<v1::Lock>& locks) {
 std::string FindMissingAckedLocks(const History& history, const std::vector<v1::Lock>& locks) {
   struct Held {
     const Op* op;
-    std::string fh;
-    v1::LockOwner owner;
     Span span;
   };
   struct Release {
-    std::string fh;
-    v1::LockOwner owner;
     Span span;
     int64_t complete_ns;
   };
-  std::vector<Held> held;
-  std::vector<Release> releases;
+  struct PerOwnerFile {  // Everything about one (file, owner).
+    std::vector<Held> held;
+    std::vector<Release> releases;
+    std::vector<Span> have;
+  };
+  // Key: file handle and owner, length-prefixed so no two collide.
+  auto key = [](const std::string& fh, const v1::LockOwner& o) {
+    return absl::StrCat(fh.size(), ":", fh, o.client_name().size(), ":", o.client_name(), "/",
+                        o.svid(), "/", o.oh());
+  };
+  absl::flat_hash_map<std::string, PerOwnerFile> by_key;
   for (const Op& op : history) {
     if (const auto* r = std::get_if<v1::LockRequest>(&op.request)) {
       if (op.acked && op.reply.rfind("LOCK_STATUS_GRANTED", 0) == 0) {
-        held.push_back({&op, r->file_handle(), r->owner(), ToSpan(r->range())});
+        by_key[key(r->file_handle(), r->owner())].held.push_back({&op, ToSpan(r->range())});
       }
     } else if (const auto* r = std::get_if<v1::UnlockRequest>(&op.request)) {
-      releases.push_back({r->file_handle(), r->owner(), ToSpan(r->range()), op.complete_ns});
+      by_key[key(r->file_handle(), r->owner())].releases.push_back(
+          {ToSpan(r->range()), op.complete_ns});
     } else if (const auto* r = std::get_if<v1::CancelRequest>(&op.request)) {
-      releases.push_back({r->file_handle(), r->owner(), ToSpan(r->range()), op.complete_ns});
+      by_key[key(r->file_handle(), r->owner())].releases.push_back(
+          {ToSpan(r->range()), op.complete_ns});
     } else if (const auto* r = std::get_if<v1::AckGrantRequest>(&op.request)) {
       const v1::GrantEvent& e = op.event;
-      if (r->outcome() == v1::GRANT_OUTCOME_DELIVERED) {
-        if (op.acked && op.reply == "applied=1 lock_held=1") {
-          held.push_back({&op, e.file_handle(), e.owner(), ToSpan(e.range())});
-        }
-      } else {
-        releases.push_back({e.file_handle(), e.owner(), ToSpan(e.range()), op.complete_ns});
+      PerOwnerFile& p = by_key[key(e.file_handle(), e.owner())];
+      if (r->outcome() != v1::GRANT_OUTCOME_DELIVERED) {
+        p.releases.push_back({ToSpan(e.range()), op.complete_ns});
+      } else if (op.acked && op.reply == "applied=1 lock_held=1") {
+        p.held.push_back({&op, ToSpan(e.range())});
       }
     }
   }
-  for (const Held& h : held) {
-    std::vector<Span> need = {h.span};
-    for (const Release& r : releases) {
-      // A release that completed before the lock was requested cannot undo it.
-      if (r.fh != h.fh || !SameOwner(r.owner, h.owner) || r.complete_ns < h.op->invoke_ns) {
-        continue;
+  for (const v1::Lock& l : locks) {
+    auto it = by_key.find(key(l.file_handle(), l.owner()));
+    if (it != by_key.end()) it->second.have.push_back(ToSpan(l.range()));
+  }
+  for (const auto& [unused, p] : by_key) {
+    for (const Held& h : p.held) {
+      std::vector<Span> need = {h.span};
+      for (const Release& r : p.releases) {
+        // A release that completed before the lock was requested cannot undo it.
+        if (r.complete_ns >= h.op->invoke_ns) need = Subtract(need, r.span);
+        if (need.empty()) break;
       }
-      need = Subtract(need, r.span);
-    }
-    std::vector<Span> have;
-    for (const v1::Lock& l : locks) {
-      if (l.file_handle() == h.fh && SameOwner(l.owner(), h.owner)) have.push_back(ToSpan(l.range()));
-    }
-    for (Span s : need) {
-      if (!Covered(s, have)) {
-        return absl::StrCat("acknowledged lock lost: bytes [", s.start, ", ", s.end,
-                            "] of\n  ", h.op->Describe(), "\nare not held any more");
+      for (Span s : need) {
+        if (!Covered(s, p.have)) {
+          return absl::StrCat("acknowledged lock lost: bytes [", s.start, ", ", s.end,
+                              "] of\n  ", h.op->Describe(), "\nare not held any more");
+        }
       }
     }
   }
