@@ -12,7 +12,7 @@ namespace {
 
 // Owner A holds [0, 100); owner B (same host, other svid) blocks on it;
 // A unlocks, so B is granted and the gateway must call B back.
-void BlockThenRelease(NlmTestEnv& env, CLIENT* c) {
+void BlockThenRelease(CLIENT* c) {
   Spec a;
   Spec b = a;
   b.svid = 2;
@@ -44,7 +44,7 @@ TEST(GrantDeliveryTest, SynchronousGrantedIsAckedDelivered) {
   NlmTestEnv env(o);
   CLIENT* c = env.Client(false, NLM4_VERS);
   ASSERT_NE(c, nullptr);
-  BlockThenRelease(env, c);
+  BlockThenRelease(c);
   ASSERT_TRUE(env.WaitForClientEvent(NLMPROC4_GRANTED, absl::Seconds(10)));
   EXPECT_TRUE(Eventually([&] {
     auto locks = env.ListLocks();
@@ -63,7 +63,7 @@ TEST(GrantDeliveryTest, RefusedGrantReleasesTheLock) {
   NlmTestEnv env(o);
   CLIENT* c = env.Client(true, NLM4_VERS);
   ASSERT_NE(c, nullptr);
-  BlockThenRelease(env, c);
+  BlockThenRelease(c);
   ASSERT_TRUE(env.WaitForClientEvent(NLMPROC4_GRANTED, absl::Seconds(10)));
   EXPECT_TRUE(Eventually([&] { return env.grants().stats().refused == 1; }));
   EXPECT_TRUE(Eventually([&] { return env.ListLocks().empty(); }));
@@ -78,7 +78,7 @@ TEST(GrantDeliveryTest, SilentClientIsRetriedThenUndeliverable) {
   NlmTestEnv env(o);
   CLIENT* c = env.Client(false, NLM4_VERS);
   ASSERT_NE(c, nullptr);
-  BlockThenRelease(env, c);
+  BlockThenRelease(c);
   EXPECT_TRUE(Eventually(
       [&] { return env.grants().stats().undeliverable == 1; },
       absl::Seconds(15)));
@@ -129,7 +129,7 @@ TEST(GrantDeliveryTest, RestartedGatewayDeliversThePendingGrant) {
   NlmTestEnv env(o);
   CLIENT* c = env.Client(false, NLM4_VERS);
   ASSERT_NE(c, nullptr);
-  BlockThenRelease(env, c);
+  BlockThenRelease(c);
   ASSERT_TRUE(env.WaitForClientEvent(NLMPROC4_GRANTED_MSG, absl::Seconds(10)));
   clnt_destroy(c);
   // The gateway dies before any GRANTED_RES; a new one takes over and the
@@ -152,7 +152,7 @@ TEST(GrantDeliveryTest, GrantedResForAnEventNotInHandIsStillAcked) {
   NlmTestEnv env(o);
   CLIENT* c = env.Client(false, NLM4_VERS);
   ASSERT_NE(c, nullptr);
-  BlockThenRelease(env, c);
+  BlockThenRelease(c);
   ASSERT_TRUE(env.WaitForClientEvent(NLMPROC4_GRANTED_MSG, absl::Seconds(10)));
   std::string cookie;
   for (const auto& e : env.client_events()) {

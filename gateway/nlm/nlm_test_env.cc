@@ -194,8 +194,12 @@ void NlmTestEnv::StartClientHost() {
   // *_RES answers to our *_MSG requests.
   auto res4 = [this](std::unique_ptr<RpcCall> call) {
     nlm4_res* r = call->args<nlm4_res>();
-    Record(ClientNlmEvent{4, call->header().proc, NetobjBytes(r->cookie),
-                          static_cast<uint32_t>(r->stat.stat)});
+    ClientNlmEvent e;
+    e.vers = 4;
+    e.proc = call->header().proc;
+    e.cookie = NetobjBytes(r->cookie);
+    e.stat = static_cast<uint32_t>(r->stat.stat);
+    Record(std::move(e));
     (void)call->ReplyNone();
   };
   for (uint32_t proc : {NLMPROC4_LOCK_RES, NLMPROC4_CANCEL_RES,
@@ -207,8 +211,12 @@ void NlmTestEnv::StartClientHost() {
   }
   auto test_res4 = [this](std::unique_ptr<RpcCall> call) {
     nlm4_testres* r = call->args<nlm4_testres>();
-    Record(ClientNlmEvent{4, call->header().proc, NetobjBytes(r->cookie),
-                          static_cast<uint32_t>(r->stat.stat)});
+    ClientNlmEvent e;
+    e.vers = 4;
+    e.proc = call->header().proc;
+    e.cookie = NetobjBytes(r->cookie);
+    e.stat = static_cast<uint32_t>(r->stat.stat);
+    Record(std::move(e));
     (void)call->ReplyNone();
   };
   EXPECT_TRUE(d.RegisterProcedure(NLM_PROG, NLM4_VERS, NLMPROC4_TEST_RES,
