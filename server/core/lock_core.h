@@ -274,6 +274,11 @@ class LockCore {
   std::deque<std::pair<uint64_t, std::string>> dedup_order_;  // FIFO.
   absl::flat_hash_map<uint64_t, std::string> shares_by_id_;   // id -> fh.
   absl::flat_hash_set<const FileState*> waiting_files_;  // Have waiters.
+  // Owner -> its waiters (file, waiter id): the out-edges of the wait-for
+  // graph, so deadlock search visits only the owners it reaches.
+  absl::flat_hash_map<OwnerId,
+                      std::vector<std::pair<const FileState*, uint64_t>>>
+      waits_by_owner_;
   size_t lock_count_ = 0;
   size_t waiter_count_ = 0;
   size_t monitor_count_ = 0;

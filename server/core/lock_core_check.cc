@@ -89,6 +89,12 @@ absl::Status LockCore::CheckFile(const std::string& fh, const FileState& f,
     }
     if (w.gateway >= gateways_.size()) return Broken(fh, "waiter gateway");
     ++refs[w.owner];
+    auto by_owner = waits_by_owner_.find(w.owner);
+    if (by_owner == waits_by_owner_.end() ||
+        std::find(by_owner->second.begin(), by_owner->second.end(),
+                  std::make_pair(&f, w.id)) == by_owner->second.end()) {
+      return Broken(fh, "waits_by_owner_ index");
+    }
     if (!WaiterBlocked(f, i)) {
       return Broken(fh, absl::StrCat("grantable waiter ", w.id));
     }
@@ -177,6 +183,13 @@ absl::Status LockCore::CheckInvariants() const {
         }
       }
     }
+  }
+  size_t indexed_waiters = 0;
+  for (const auto& [owner, list] : waits_by_owner_) {
+    indexed_waiters += list.size();
+  }
+  if (indexed_waiters != waiter_count_) {
+    return absl::InternalError("invariant broken: waits_by_owner_ size");
   }
   if (monitors != monitor_count_ || events != event_count_) {
     return absl::InternalError("invariant broken: monitor or event count");

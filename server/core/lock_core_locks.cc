@@ -129,6 +129,7 @@ void LockCore::PushWaiter(const std::string& fh, FileState& f,
   ++gateways_[w.gateway].waiters;
   ++waiter_count_;
   PutWaiter(fh, w);
+  waits_by_owner_[w.owner].push_back({&f, w.id});
   f.waiters.push_back(std::move(w));
   waiting_files_.insert(&f);
 }
@@ -138,6 +139,12 @@ void LockCore::EraseWaiterAt(FileState& f, size_t index) {
   --gateways_[f.waiters[index].gateway].waiters;
   --waiter_count_;
   DeleteWaiter(f.waiters[index].id);
+  auto by_owner = waits_by_owner_.find(owner);
+  auto& list = by_owner->second;
+  list.erase(std::find(list.begin(), list.end(),
+                       std::make_pair(static_cast<const FileState*>(&f),
+                                      f.waiters[index].id)));
+  if (list.empty()) waits_by_owner_.erase(by_owner);
   f.waiters.erase(f.waiters.begin() + static_cast<ptrdiff_t>(index));
   if (f.waiters.empty()) waiting_files_.erase(&f);
   owners_.Unref(owner);
@@ -331,25 +338,21 @@ bool LockCore::WouldDeadlock(OwnerId requester, const FileState& f,
   std::vector<OwnerId> stack;
   BlockersOf(f, requester, iv, exclusive, f.waiters.size(), stack);
   if (stack.empty()) return false;
-  // Out-edges of an owner come from its waiters; index them once.
-  absl::flat_hash_map<OwnerId, std::vector<std::pair<const FileState*, size_t>>>
-      waits;
-  for (const FileState* wf : waiting_files_) {
-    for (size_t i = 0; i < wf->waiters.size(); ++i) {
-      waits[wf->waiters[i].owner].push_back({wf, i});
-    }
-  }
   absl::flat_hash_set<OwnerId> visited;
   while (!stack.empty()) {
     const OwnerId x = stack.back();
     stack.pop_back();
     if (x == requester) return true;
     if (!visited.insert(x).second) continue;
-    auto it = waits.find(x);
-    if (it == waits.end()) continue;
-    for (const auto& [wf, i] : it->second) {
-      const WaiterEntry& w = wf->waiters[i];
-      BlockersOf(*wf, x, w.interval(), w.exclusive, i, stack);
+    auto it = waits_by_owner_.find(x);
+    if (it == waits_by_owner_.end()) continue;
+    for (const auto& [wf, id] : it->second) {
+      // Waiter ids increase along a file's queue.
+      auto pos = std::lower_bound(
+          wf->waiters.begin(), wf->waiters.end(), id,
+          [](const WaiterEntry& w, uint64_t v) { return w.id < v; });
+      const size_t i = static_cast<size_t>(pos - wf->waiters.begin());
+      BlockersOf(*wf, x, pos->interval(), pos->exclusive, i, stack);
     }
   }
   return false;

@@ -286,6 +286,9 @@ absl::Status LockCore::FinishRebuild() {
               [](const WaiterEntry& a, const WaiterEntry& b) {
                 return a.id < b.id;
               });
+    for (const WaiterEntry& w : f.waiters) {
+      waits_by_owner_[w.owner].push_back({&f, w.id});
+    }
     std::sort(f.shares.begin(), f.shares.end(),
               [](const ShareEntry& a, const ShareEntry& b) {
                 return a.id < b.id;
