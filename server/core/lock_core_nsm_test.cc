@@ -315,5 +315,37 @@ TEST(EventsTest, SequencesIncreaseAndPendingEventsPaginates) {
   LW_EXPECT_OK(h.Verify());
 }
 
+TEST(EventsTest, FullOutboxEvictsOldestAndAnEvictedGrantExpires) {
+  CoreOptions o;
+  o.events_per_gateway_max = 2;
+  CoreHarness h(o);
+  h.Lock("f", MakeOwner("a", 1), 0, 0, true);
+  EXPECT_EQ(h.Lock("f", MakeOwner("b", 1), 0, 0, true, true).status,
+            LockStatus::kBlocked);
+  h.Unlock("f", MakeOwner("a", 1), 0, 0);  // Granted event: outbox 1.
+  MonitorId other = kLockd;
+  other.my_proc = 17;
+  h.Apply(Mon("gw-a", "h1"));
+  h.Apply(MonCmd{"", "gw-a", "h1", other, kPriv});
+  Effects fx = h.Apply(NotifyCmd{"", "gw-a", "h1", 3});  // 2 callbacks.
+  EXPECT_EQ(fx.events.size(), 2u);
+  EXPECT_EQ(h.core().Counters().events_dropped, 1u);
+  const auto pending = h.core().PendingEvents("gw-a", 0, 10);
+  ASSERT_EQ(pending.size(), 2u);
+  EXPECT_TRUE(std::holds_alternative<StatusCallbackEvent>(pending[0].body));
+  EXPECT_EQ(h.core().ListLocks({}, 0, 10)[0].grant_event_sequence, 0u);
+  LW_EXPECT_OK(h.Verify());
+  // A blocking request finds the outbox full: NOLOCKS, not queued.
+  h.Lock("g", MakeOwner("a", 1), 0, 0, true);
+  Reply r = h.Lock("g", MakeOwner("c", 1), 0, 0, true, true);
+  EXPECT_EQ(r.status, LockStatus::kNoLocks);
+  EXPECT_THAT(r.message, ::testing::HasSubstr("events_per_gateway_max"));
+  // The grant whose event was evicted expires and passes on.
+  h.now_ms += o.grant_timeout_ms;
+  EXPECT_EQ(h.Apply(TickCmd{}).reply.released, 1u);
+  EXPECT_THAT(h.Locks("f"), IsEmpty());
+  LW_EXPECT_OK(h.Verify());
+}
+
 }  // namespace
 }  // namespace lockwarden::core
