@@ -385,6 +385,42 @@ class FloatingAddressTest(unittest.TestCase):
             self.assertIn(peers.Registration(100024, 1, 'udp', 6620), regs)
 
 
+@unittest.skipIf(shutil.which('etcd') is None or
+                 shutil.which('etcdctl') is None,
+                 'etcd not installed (scripts/install-deps)')
+class EtcdClusterTest(unittest.TestCase):
+
+    def setUp(self):
+        problem = _environment_problem()
+        if problem:
+            self.skipTest(problem)
+
+    def test_three_members_serve_and_survive_one_loss(self):
+        with netns.Topology(['e1', 'e2', 'e3', 'app']) as topo:
+            members = [topo['e1'], topo['e2'], topo['e3']]
+            procs_ = peers.start_etcd_cluster(members)
+            app = topo['app']
+            eps = peers.etcd_endpoints(members)
+            peers.etcdctl(app, eps, ['put', 'lw/k', 'v1'])
+            self.assertEqual(peers.etcdctl(app, eps, ['get', '--print-value-'
+                                                      'only', 'lw/k']),
+                             'v1\n')
+            procs_[0].stop()  # one member down: quorum (2 of 3) remains
+            eps2 = peers.etcd_endpoints(members[1:])
+            deadline = time.monotonic() + 15
+            while True:  # a new leader may need an election first
+                out = peers.etcdctl(app, eps2, ['put', 'lw/k', 'v2'],
+                                    check=False)
+                if out.strip() == 'OK' or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(out.strip(), 'OK')
+            self.assertEqual(peers.etcdctl(app, eps2, ['get', '--print-'
+                                                       'value-only', 'lw/k']),
+                             'v2\n')
+            self.assertEqual(topo.crashed(), [])
+
+
 class CleanupTest(unittest.TestCase):
 
     def setUp(self):

@@ -11,6 +11,7 @@ import glob
 import os
 import re
 import struct
+import time
 
 from tests.harness import procs
 from tests.harness.procs import HarnessError
@@ -286,3 +287,68 @@ def nsm_client(host, args, timeout=PEER_TIMEOUT_S, check=True):
         if op and rest:
             replies.append(NsmReply(op, rest))
     return replies, res
+
+
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+# Members of a fresh cluster find each other within a few seconds.
+ETCD_START_TIMEOUT_S = 30.0
+
+
+def etcd_endpoints(hosts):
+    """Client URLs of etcd members on `hosts` (for --endpoints)."""
+    return ','.join('http://%s:%d' % (h.ipv4, ETCD_CLIENT_PORT) for h in hosts)
+
+
+def start_etcd_cluster(hosts, token='lwt', timeout=ETCD_START_TIMEOUT_S):
+    """Starts one etcd member on each host, as one new cluster (the
+    replicated store lockwarden-server can use); returns the Processes once
+    every member reports healthy through etcdctl.
+
+    Data lives in <host dir>/etcd; members use plain HTTP on
+    <ipv4>:2379 (clients) and :2380 (peers).
+    """
+    cluster = ','.join('%s=http://%s:%d' % (h.name, h.ipv4, ETCD_PEER_PORT)
+                       for h in hosts)
+    members = []
+    for h in hosts:
+        members.append(h.spawn([
+            'etcd', '--name', h.name,
+            '--data-dir', os.path.join(h.dir, 'etcd'),
+            '--listen-client-urls', 'http://%s:%d,http://127.0.0.1:%d' % (
+                h.ipv4, ETCD_CLIENT_PORT, ETCD_CLIENT_PORT),
+            '--advertise-client-urls', 'http://%s:%d' % (h.ipv4,
+                                                         ETCD_CLIENT_PORT),
+            '--listen-peer-urls', 'http://%s:%d' % (h.ipv4, ETCD_PEER_PORT),
+            '--initial-advertise-peer-urls', 'http://%s:%d' % (
+                h.ipv4, ETCD_PEER_PORT),
+            '--initial-cluster', cluster,
+            '--initial-cluster-token', token,
+            '--initial-cluster-state', 'new'], name='etcd'))
+    deadline = time.monotonic() + timeout
+    for m in members:
+        m.wait_for_port(ETCD_CLIENT_PORT, 'tcp',
+                        max(0.1, deadline - time.monotonic()))
+    endpoints = etcd_endpoints(hosts)
+    while True:
+        res = hosts[0].run(['etcdctl', '--endpoints', endpoints,
+                            '--command-timeout=2s', 'endpoint', 'health'],
+                           timeout=10, check=False)
+        if res.returncode == 0:
+            return members
+        for m in members:
+            if not m.alive():
+                raise HarnessError('%s exited; log ends:\n%s' %
+                                   (m.name, procs.tail(m.log_path)))
+        if time.monotonic() > deadline:
+            raise HarnessError('etcd cluster not healthy after %.0fs: %s' %
+                               (timeout, res.stdout + res.stderr))
+        time.sleep(0.2)
+
+
+def etcdctl(host, endpoints, args, timeout=PEER_TIMEOUT_S, check=True):
+    """Runs `etcdctl --endpoints ... args` on `host`; returns its stdout."""
+    res = host.run(['etcdctl', '--endpoints', endpoints,
+                    '--command-timeout=3s'] + list(args), timeout=timeout,
+                   check=check)
+    return res.stdout
