@@ -157,3 +157,8 @@ def check_capture_clean(path, decode_as=()):
     return CaptureReport(problems, calls, replies,
                          len([l for l in count.splitlines() if l.strip()]),
                          duplicates)
+
+
+def packet_list(path, display_filter='rpc'):
+    """tshark's one-line summary of each packet (for failure messages)."""
+    return _tshark(['-r', path, '-Y', display_filter])
