@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <rpc/pmap_prot.h>
+#include <netconfig.h>
 #include <rpc/rpcb_prot.h>
 
 #include <memory>
@@ -108,6 +109,14 @@ absl::Status Portmapper::AddService(uint32_t prog, uint32_t vers,
   for (const std::string& netid : netids) {
     absl::Status s = table_.Replace(
         PortRegistration{prog, vers, netid, port, options_.owner});
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Portmapper::AddSelf(uint16_t port, bool ipv6) {
+  for (uint32_t vers : {kPmapVersion, kRpcbindV3, kRpcbindV4}) {
+    absl::Status s = AddService(kPortmapProgram, vers, port, ipv6);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -244,6 +253,13 @@ void Portmapper::RegisterRpcbind(Dispatcher& d, uint32_t vers,
         NoDrc(MakeProcedure("RPCB_GETVERSADDR", xdr_rpcb, xdr_wrapstring,
                             getaddr(true))),
         status);
+    Add(d, vers, RPCBPROC_GETADDRLIST,
+        NoDrc(MakeProcedure("RPCB_GETADDRLIST", xdr_rpcb,
+                            xdr_rpcb_entry_list_ptr,
+                            [this](std::unique_ptr<RpcCall> call) {
+                              GetAddrList(std::move(call));
+                            })),
+        status);
   }
   Add(d, vers, RPCBPROC_DUMP,
       NoDrc(MakeVoidArgsProcedure(
@@ -271,6 +287,39 @@ void Portmapper::RegisterRpcbind(Dispatcher& d, uint32_t vers,
             call->Reply(&head).IgnoreError();
           })),
       status);
+}
+
+// Every address of (prog, exact vers), one entry per netid.
+void Portmapper::GetAddrList(std::unique_ptr<RpcCall> call) {
+  const rpcb* query = call->args<rpcb>();
+  std::vector<PortRegistration> matches;
+  for (PortRegistration& r : table_.Dump()) {
+    if (r.prog == query->r_prog && r.vers == query->r_vers) {
+      matches.push_back(std::move(r));
+    }
+  }
+  // Strings the list points into; reserved so they never move.
+  std::vector<std::string> text;
+  text.reserve(matches.size() * 4);
+  std::vector<rpcb_entry_list> nodes(matches.size());
+  for (size_t i = 0; i < matches.size(); ++i) {
+    const PortRegistration& r = matches[i];
+    const bool v6 = IsIpv6Netid(r.netid);
+    const bool udp = ProtocolForNetid(r.netid) == IPPROTO_UDP;
+    rpcb_entry& e = nodes[i].rpcb_entry_map;
+    text.push_back(ToUniversalAddress(HostFor(call->context(), v6), r.port));
+    e.r_maddr = text.back().data();
+    text.push_back(r.netid);
+    e.r_nc_netid = text.back().data();
+    e.r_nc_semantics = udp ? NC_TPI_CLTS : NC_TPI_COTS_ORD;
+    text.push_back(v6 ? NC_INET6 : NC_INET);
+    e.r_nc_protofmly = text.back().data();
+    text.push_back(udp ? NC_UDP : NC_TCP);
+    e.r_nc_proto = text.back().data();
+    nodes[i].rpcb_entry_next = i + 1 < nodes.size() ? &nodes[i + 1] : nullptr;
+  }
+  rpcb_entry_list_ptr head = nodes.empty() ? nullptr : nodes.data();
+  call->Reply(&head).IgnoreError();
 }
 
 absl::Status Portmapper::RegisterProcedures(Dispatcher& dispatcher) {

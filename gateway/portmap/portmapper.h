@@ -9,7 +9,8 @@
 // Procedures:
 //   PMAP v2:      NULL, SET, UNSET, GETPORT, DUMP (CALLIT is PROC_UNAVAIL:
 //                 it is an amplification vector and nothing here needs it)
-//   RPCBIND v3/v4: NULL, SET, UNSET, GETADDR, DUMP; v4 also GETVERSADDR.
+//   RPCBIND v3/v4: NULL, SET, UNSET, GETADDR, DUMP; v4 also GETVERSADDR
+//                 and GETADDRLIST (used by `rpcinfo -l`).
 //
 // SET and UNSET are honoured only for callers on a loopback address (a
 // remote host must not redirect our clients); others get FALSE, as
@@ -28,6 +29,7 @@
 #define LOCKWARDEN_GATEWAY_PORTMAP_PORTMAPPER_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -64,6 +66,10 @@ class Portmapper {
   absl::Status AddService(uint32_t prog, uint32_t vers, uint16_t port,
                           bool ipv6 = true);
 
+  // Lists the portmapper itself (program 100000 versions 2, 3, 4) at
+  // `port`, as rpcbind does, so `rpcinfo -p` shows it.
+  absl::Status AddSelf(uint16_t port = kPortmapPort, bool ipv6 = true);
+
   RegistrationTable& table() { return table_; }
 
  private:
@@ -71,6 +77,7 @@ class Portmapper {
   void RegisterRpcbind(Dispatcher& dispatcher, uint32_t vers,
                        absl::Status* status);
   std::string HostFor(const CallContext& context, bool ipv6) const;
+  void GetAddrList(std::unique_ptr<RpcCall> call);
 
   const PortmapperOptions options_;
   RegistrationTable table_;

@@ -237,6 +237,7 @@ void WritePortmap(SeedWriter& w) {
     w.VoidCall(p + "dump", PMAPPROG, v, RPCBPROC_DUMP);
   }
   w.Call("rpcb4_getversaddr", PMAPPROG, 4u, RPCBPROC_GETVERSADDR, xdr_rpcb, r);
+  w.Call("rpcb4_getaddrlist", PMAPPROG, 4u, RPCBPROC_GETADDRLIST, xdr_rpcb, r);
 }
 
 // TCP streams and replies built from calls.
