@@ -106,8 +106,8 @@ void LockCore::RecordClientState(const std::string& client, int32_t state) {
 
 uint64_t LockCore::EmitEvent(GatewayId gid, EventBody body) {
   GatewayState& g = gateways_[gid];
-  if (!g.outbox.empty() &&
-      g.outbox.size() >= options_.events_per_gateway_max) {
+  while (!g.outbox.empty() &&
+         g.outbox.size() >= options_.events_per_gateway_max) {
     // Backstop only (waiters reserve their slot): evict the oldest. A
     // Granted grant whose event is gone simply expires and passes on.
     const Event& oldest = g.outbox.begin()->second;
