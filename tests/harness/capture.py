@@ -19,6 +19,8 @@ from tests.harness.procs import HarnessError
 
 # tshark on a small capture takes well under a second; allow a busy VM.
 TSHARK_TIMEOUT_S = 30.0
+# After dumpcap's "Capturing on" banner, before traffic may start.
+CAPTURE_START_SETTLE_S = 0.3
 # Longer than libpcap's ring block timeout (dumpcap asks for 250 ms); see
 # Capture.stop().
 CAPTURE_SETTLE_S = 0.6
@@ -81,6 +83,10 @@ class Capture:
         argv = ['dumpcap', '-q', '-i', iface, '-f', bpf, '-w', path]
         proc = host.spawn(argv, log_path=path + '.log', name='dumpcap')
         proc.wait_for_log(r'Capturing on', timeout)
+        # libpcap discards what the ring caught before the capture filter
+        # was installed; give dumpcap a moment past its banner so the first
+        # packets of the test are not among them.
+        time.sleep(CAPTURE_START_SETTLE_S)
         return cls(proc, path)
 
     def stop(self, timeout=10.0, settle_s=CAPTURE_SETTLE_S):
