@@ -335,7 +335,8 @@ void ToProto(const core::ShareInfo& in, v1::Share* out) {
   SetTimestampMs(in.granted_ms, out->mutable_granted_at());
 }
 
-bool ToGrantEvent(const core::Event& e, v1::GrantEvent* out) {
+bool ToGrantEvent(const core::Event& e, int64_t grant_timeout_ms,
+                  v1::GrantEvent* out) {
   const auto* g = std::get_if<core::GrantedEvent>(&e.body);
   if (g == nullptr) return false;
   out->set_sequence(e.sequence);
@@ -347,6 +348,7 @@ bool ToGrantEvent(const core::Event& e, v1::GrantEvent* out) {
   out->mutable_callback()->ParseFromString(g->callback);
   out->set_cookie(g->cookie);
   out->set_gateway_id(e.gateway);
+  SetTimestampMs(e.created_ms + grant_timeout_ms, out->mutable_deadline());
   return true;
 }
 

@@ -59,7 +59,16 @@ void ToProto(const core::ShareInfo& in, v1::Share* out);
 void SetTimestampMs(int64_t unix_ms, google::protobuf::Timestamp* out);
 
 // Fills a GrantEvent from a core Granted event; false if `e` is not one.
-bool ToGrantEvent(const core::Event& e, v1::GrantEvent* out);
+// The lock is granted when the event is created, so its confirmation
+// deadline is created_ms + grant_timeout_ms.
+bool ToGrantEvent(const core::Event& e, int64_t grant_timeout_ms,
+                  v1::GrantEvent* out);
+// The same without a deadline (admin views that show the lock's own).
+inline bool ToGrantEvent(const core::Event& e, v1::GrantEvent* out) {
+  if (!ToGrantEvent(e, 0, out)) return false;
+  out->clear_deadline();
+  return true;
+}
 // Fills a NotificationEvent from an SM_NOTIFY or status-callback event.
 bool ToNotificationEvent(const core::Event& e, v1::NotificationEvent* out);
 

@@ -21,7 +21,10 @@ uint64_t MaxSequence(const std::vector<core::Event>& events) {
 
 CoreRunner::CoreRunner(core::LockCore core, store::CommitPipeline* pipeline,
                        const Clock* clock)
-    : pipeline_(pipeline), clock_(clock), core_(std::move(core)) {
+    : pipeline_(pipeline),
+      clock_(clock),
+      core_options_(core.options()),
+      core_(std::move(core)) {
   absl::MutexLock lock(&mu_);
   // Everything loaded from the store is durable, events included.
   durable_event_seq_ = core_.Counters().next_event_sequence;

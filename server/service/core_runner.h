@@ -108,6 +108,8 @@ class CoreRunner {
   void SetHealthCallback(std::function<void(bool serving)> cb);
 
   store::CommitPipelineStats PipelineStats() const { return pipeline_->Stats(); }
+  // The core's options (constant after construction).
+  const core::CoreOptions& core_options() const { return core_options_; }
 
  private:
   absl::Status ApplyAndEnqueue(const core::Command& cmd,
@@ -121,6 +123,7 @@ class CoreRunner {
 
   store::CommitPipeline* const pipeline_;
   const Clock* const clock_;
+  const core::CoreOptions core_options_;
 
   mutable absl::Mutex mu_;
   core::LockCore core_ ABSL_GUARDED_BY(mu_);

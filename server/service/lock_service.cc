@@ -91,11 +91,12 @@ grpc::ServerWriteReactor<v1::WatchGrantsResponse>* LockServiceImpl::WatchGrants(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                      "gateway_id: must be 1..1024 bytes"));
   }
+  const int64_t grant_timeout_ms = runner_->core_options().grant_timeout_ms;
   return new EventStream<v1::WatchGrantsResponse>(
       runner_, request->gateway_id(), request->after_sequence(),
-      [](const core::Event& e, v1::WatchGrantsResponse* out) {
+      [grant_timeout_ms](const core::Event& e, v1::WatchGrantsResponse* out) {
         v1::GrantEvent g;
-        if (!ToGrantEvent(e, &g)) return false;
+        if (!ToGrantEvent(e, grant_timeout_ms, &g)) return false;
         *out->add_events() = std::move(g);
         return true;
       });
