@@ -75,10 +75,12 @@ class Capture:
         self.path = path
 
     @classmethod
-    def start(cls, host, path, ports, iface='any', timeout=10.0):
-        if not ports:
-            raise ValueError('capture needs at least one port')
-        bpf = ' or '.join('port %d' % int(p) for p in ports)
+    def start(cls, host, path, ports, iface='any', timeout=10.0, bpf=None):
+        """dumpcap on `host` capturing `ports` (TCP and UDP), or whatever
+        the capture filter `bpf` selects if given."""
+        if not ports and not bpf:
+            raise ValueError('capture needs ports or a filter')
+        bpf = bpf or ' or '.join('port %d' % int(p) for p in ports)
         # -q: no packet counts on stderr; -P would force pcap, pcapng is fine.
         argv = ['dumpcap', '-q', '-i', iface, '-f', bpf, '-w', path]
         proc = host.spawn(argv, log_path=path + '.log', name='dumpcap')

@@ -310,7 +310,12 @@ class GaneshaNlmTest(unittest.TestCase):
         # xid, same source port. Ganesha keeps no NLM duplicate request
         # cache, so the retransmitted LOCK after the UNLOCK locks again.
         pcap = os.path.join(self.topo.workdir, 'retransmit.pcapng')
-        cap = self.server.capture(pcap, [GANESHA_NLM_PORT])
+        # UDP only: on a fresh libtirpc TCP connection tshark sometimes does
+        # not recognise the first RPC records (about 1 run in 5), and a UDP
+        # retransmission is the case a duplicate request cache exists for.
+        # Over TCP the same wire xid is checked from nlm_client's output.
+        cap = self.server.capture(pcap, [],
+                                  bpf='udp port %d' % GANESHA_NLM_PORT)
         rng = 'offset=4000,len=5'
         for udp, xid in ((True, 0x4c570100), (False, 0x4c570200)):
             got, replies = self.nlm(
@@ -327,7 +332,7 @@ class GaneshaNlmTest(unittest.TestCase):
         path = cap.stop()
         report = capture.check_capture_clean(path)
         self.assertEqual(report.problems, [])
-        self.assertEqual(report.duplicate_calls['NLM4 LOCK'], 2,
+        self.assertEqual(report.duplicate_calls['NLM4 LOCK'], 1,
                          '%s\n%s' % (report, capture.packet_list(path)))
 
     def test_repeat_summary_counts_every_call(self):

@@ -267,9 +267,9 @@ class Host:
                                                time.monotonic()))
         return proc
 
-    def capture(self, path, ports, iface='any', timeout=10.0):
+    def capture(self, path, ports, iface='any', timeout=10.0, bpf=None):
         """Starts dumpcap on this host (see capture.Capture)."""
-        return capture.Capture.start(self, path, ports, iface, timeout)
+        return capture.Capture.start(self, path, ports, iface, timeout, bpf)
 
     def add_address(self, address, prefix=None):
         """Adds `address` to eth0 (/24 or /64 unless `prefix`): a floating
@@ -318,7 +318,7 @@ class Host:
 class Topology:
     """Context manager owning hosts, their processes and namespaces."""
 
-    def __init__(self, host_names, workdir=None):
+    def __init__(self, host_names, workdir=None, keep_workdir=False):
         global _run_counter
         names = list(host_names)
         if not names or len(names) > HOSTS_MAX:
@@ -337,6 +337,9 @@ class Topology:
         self.hosts = {}
         for i, n in enumerate(names, start=1):
             self.hosts[n] = Host(self, n, i)
+        # Logs, captures and state stay for a post-mortem when the `with`
+        # block fails (or when asked); a clean exit removes them.
+        self.keep_workdir = keep_workdir
         self._processes = []
         self._created_ns = []
         self._closed = False
@@ -367,14 +370,17 @@ class Topology:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             self.close()
+            if not self.keep_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
             return False
         # A failure is already propagating: report cleanup trouble without
-        # replacing the test's own error.
+        # replacing the test's own error, and keep the logs.
         try:
             self.close()
         except HarnessError as e:
             sys.stderr.write('%s (while handling %s)\n' %
                              (e, exc_type.__name__))
+        sys.stderr.write('topology logs kept in %s\n' % self.workdir)
         return False
 
     def _install_signal_handler(self):
