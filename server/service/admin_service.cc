@@ -2,22 +2,23 @@
 
 #include <limits>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/service/convert.h"
 
 namespace lockwarden::service {
-namespace {
+namespace admin_internal {
 
-grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx,
-                               const absl::Status& status) {
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
+                                 const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
-// Page tokens are the decimal stable id of the last item returned.
 absl::Status ParsePage(int32_t page_size, const std::string& token,
                        size_t* limit, uint64_t* after) {
   if (page_size < 0) return absl::InvalidArgumentError("page_size: must be >= 0");
@@ -27,6 +28,17 @@ absl::Status ParsePage(int32_t page_size, const std::string& token,
     return absl::InvalidArgumentError("page_token: not a token from a previous page");
   }
   return absl::OkStatus();
+}
+
+}  // namespace admin_internal
+
+namespace {
+
+using admin_internal::ParsePage;
+
+grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx,
+                               const absl::Status& status) {
+  return admin_internal::Finish(ctx, status);
 }
 
 absl::StatusOr<core::LockFilter> ToFilter(const v1::LockFilter& f) {
@@ -83,6 +95,32 @@ uint64_t TotalSize(bool filtered, uint64_t unfiltered_total, bool first_page,
   if (!filtered) return unfiltered_total;
   return first_page && next_token.empty() ? emitted : 0;
 }
+
+// Waiter.queue_position: 0-based place in its file's FIFO (id order). Each
+// listed file's queue is scanned once per page (bounded by
+// waiters_per_file_max).
+class QueuePositions {
+ public:
+  explicit QueuePositions(const core::LockCore& core) : core_(core) {}
+  uint32_t Of(const core::WaiterInfo& w) {
+    auto [it, inserted] = files_.try_emplace(w.fh);
+    if (inserted) {
+      core::LockFilter only_file;
+      only_file.fh = w.fh;
+      uint32_t position = 0;
+      for (const core::WaiterInfo& q :
+           core_.ListWaiters(only_file, 0, core_.options().waiters_per_file_max)) {
+        it->second[q.id] = position++;
+      }
+    }
+    auto pos = it->second.find(w.id);
+    return pos == it->second.end() ? 0 : pos->second;
+  }
+
+ private:
+  const core::LockCore& core_;
+  absl::flat_hash_map<std::string, absl::flat_hash_map<uint64_t, uint32_t>> files_;
+};
 
 bool Filtered(const v1::LockFilter& f) {
   return !f.file_handle().empty() || !f.client_name().empty() || f.has_owner() ||
@@ -158,12 +196,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListWaiters(
   if (!filter.ok()) return Fail(ctx, filter.status());
   absl::Status s = runner_->ReadNow([&](const core::LockCore& core, int64_t) {
     uint64_t emitted = 0;
+    QueuePositions positions(core);
     const std::string next = Paginate<core::WaiterInfo>(
         [&](uint64_t a, size_t n) { return core.ListWaiters(*filter, a, n); },
         [](const core::WaiterInfo& w) { return w.id; },
         [&](const core::WaiterInfo& w) { return OwnerMatches(request->filter(), w.owner); },
-        [&](const core::WaiterInfo& w) { ToProto(w, response->add_waiters()); }, after,
-        limit, &emitted);
+        [&](const core::WaiterInfo& w) {
+          v1::Waiter* out = response->add_waiters();
+          ToProto(w, out);
+          out->set_queue_position(positions.Of(w));
+        },
+        after, limit, &emitted);
     response->set_next_page_token(next);
     response->set_total_size(TotalSize(Filtered(request->filter()), core.Counters().waiters,
                                        request->page_token().empty(), next, emitted));
@@ -177,9 +220,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetServerStatus(
   (void)request;
   const absl::Status health = runner_->Health();
   const absl::Status store_health = store_->Health();
-  response->set_role(v1::SERVER_ROLE_LEADER);
+  response->set_role(leadership_ != nullptr ? leadership_->Role()
+                                            : v1::SERVER_ROLE_LEADER);
   response->set_server_id(info_.server_id);
-  response->set_leader_address(info_.listen_address);
+  std::string address = info_.listen_address;
+  if (const int port = bound_port_.load(); port != 0 && absl::EndsWith(address, ":0")) {
+    address = absl::StrCat(address.substr(0, address.size() - 1), port);
+  }
+  response->set_leader_address(leadership_ != nullptr ? leadership_->LeaderAddress()
+                                                      : address);
   response->set_fencing_token(store_->FencingToken());
   const std::string backend = store_->BackendName();
   response->set_store_backend(backend.find("rocksdb") != std::string::npos

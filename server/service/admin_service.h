@@ -1,15 +1,31 @@
 // AdminService (lockwarden.v1): operators' view of and control over all lock
-// state. See proto/lockwarden/v1/admin_service.proto.
+// state. See proto/lockwarden/v1/admin_service.proto and docs/operations.md.
+//
+// The handlers are split by kind:
+//   admin_service.cc    locks, shares, waiters, server status
+//   admin_views.cc      wait-for graph, clients, monitors, gateways, grace,
+//                       pending events
+//   admin_mutations.cc  force-release, client reboot, gateway reset,
+//                       step-down (each audited, each authorised by `auth`)
+//
+// Views read the core under CoreRunner::ReadNow (the core's mutex), one page
+// at a time, so a listing never stalls the lock service for O(table).
+// Mutations go through CoreRunner::Submit like any NLM request: their
+// replies are released only once durable.
 //
 // Thread-safety: handlers run concurrently; state lives in the CoreRunner;
-// ServerInfo is constant after construction.
+// ServerInfo, the authoriser and the leadership hook are constant after
+// construction.
 #ifndef LOCKWARDEN_SERVER_SERVICE_ADMIN_SERVICE_H_
 #define LOCKWARDEN_SERVER_SERVICE_ADMIN_SERVICE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "lockwarden/v1/admin_service.grpc.pb.h"
+#include "server/service/auth.h"
 #include "server/service/core_runner.h"
 #include "server/store/state_store.h"
 
@@ -17,11 +33,28 @@ namespace lockwarden::service {
 
 inline constexpr int32_t kDefaultPageSize = 100;
 inline constexpr int32_t kMaxPageSize = 1000;
+// GetWaitForGraph returns at most this many edges (proto contract).
+inline constexpr size_t kWaitForEdgesMax = 10000;
+// Longest `reason` accepted on a mutation (it goes to the audit log).
+inline constexpr size_t kReasonBytesMax = 1024;
+
+// Leadership of this server, as replication sees it. The single-node server
+// has none (nullptr): it is always the leader and cannot step down.
+class LeadershipControl {
+ public:
+  virtual ~LeadershipControl() = default;
+  virtual v1::ServerRole Role() const = 0;
+  // host:port of the current leader ("" if unknown).
+  virtual std::string LeaderAddress() const = 0;
+  // Gives up leadership; returns the new leader's address if one took over
+  // before returning, else "". FAILED_PRECONDITION if not the leader.
+  virtual absl::StatusOr<std::string> StepDown(const std::string& reason) = 0;
+};
 
 // Facts about this process for GetServerStatus.
 struct ServerInfo {
   std::string server_id;
-  std::string listen_address;
+  std::string listen_address;  // As bound (the real port when 0 was asked).
   std::string version;
   int64_t started_ms = 0;
   v1::RecoveryStats recovery;
@@ -29,11 +62,24 @@ struct ServerInfo {
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  // `runner` and `store` are not owned and must outlive the service.
+  // `runner`, `store`, `clock` and `leadership` (may be null: single node)
+  // are not owned and must outlive the service.
   AdminServiceImpl(CoreRunner* runner, const store::StateStore* store,
-                   const Clock* clock, ServerInfo info)
-      : runner_(runner), store_(store), clock_(clock), info_(std::move(info)) {}
+                   const Clock* clock, ServerInfo info,
+                   AdminAuthorizer auth = AdminAuthorizer(),
+                   LeadershipControl* leadership = nullptr)
+      : runner_(runner),
+        store_(store),
+        clock_(clock),
+        info_(std::move(info)),
+        auth_(std::move(auth)),
+        leadership_(leadership) {}
 
+  // Called once the listener is bound: with --listen=HOST:0, the address
+  // GetServerStatus reports carries the real port.
+  void SetBoundPort(int port) { bound_port_.store(port); }
+
+  // ---- Views (admin_service.cc) ----
   grpc::ServerUnaryReactor* ListLocks(grpc::CallbackServerContext* ctx,
                                       const v1::ListLocksRequest* request,
                                       v1::ListLocksResponse* response) override;
@@ -47,12 +93,65 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::GetServerStatusRequest* request,
       v1::GetServerStatusResponse* response) override;
 
+  // ---- Views (admin_views.cc) ----
+  grpc::ServerUnaryReactor* GetWaitForGraph(
+      grpc::CallbackServerContext* ctx, const v1::GetWaitForGraphRequest* request,
+      v1::GetWaitForGraphResponse* response) override;
+  grpc::ServerUnaryReactor* ListClients(grpc::CallbackServerContext* ctx,
+                                        const v1::ListClientsRequest* request,
+                                        v1::ListClientsResponse* response) override;
+  grpc::ServerUnaryReactor* ListMonitors(grpc::CallbackServerContext* ctx,
+                                         const v1::ListMonitorsRequest* request,
+                                         v1::ListMonitorsResponse* response) override;
+  grpc::ServerUnaryReactor* ListGateways(grpc::CallbackServerContext* ctx,
+                                         const v1::ListGatewaysRequest* request,
+                                         v1::ListGatewaysResponse* response) override;
+  grpc::ServerUnaryReactor* GetGraceStatus(
+      grpc::CallbackServerContext* ctx, const v1::GetGraceStatusRequest* request,
+      v1::GetGraceStatusResponse* response) override;
+  grpc::ServerUnaryReactor* ListPendingEvents(
+      grpc::CallbackServerContext* ctx, const v1::ListPendingEventsRequest* request,
+      v1::ListPendingEventsResponse* response) override;
+
+  // ---- Mutations (admin_mutations.cc) ----
+  grpc::ServerUnaryReactor* ForceRelease(grpc::CallbackServerContext* ctx,
+                                         const v1::ForceReleaseRequest* request,
+                                         v1::ForceReleaseResponse* response) override;
+  grpc::ServerUnaryReactor* SimulateClientReboot(
+      grpc::CallbackServerContext* ctx,
+      const v1::SimulateClientRebootRequest* request,
+      v1::SimulateClientRebootResponse* response) override;
+  grpc::ServerUnaryReactor* ResetGateway(grpc::CallbackServerContext* ctx,
+                                         const v1::ResetGatewayRequest* request,
+                                         v1::ResetGatewayResponse* response) override;
+  grpc::ServerUnaryReactor* StepDown(grpc::CallbackServerContext* ctx,
+                                     const v1::StepDownRequest* request,
+                                     v1::StepDownResponse* response) override;
+
  private:
+  // Authorisation + reason check + audit line for a mutation.
+  absl::Status Admit(grpc::CallbackServerContext* ctx, absl::string_view call,
+                     const std::string& reason, absl::string_view target) const;
+
   CoreRunner* const runner_;
   const store::StateStore* const store_;
   const Clock* const clock_;
   const ServerInfo info_;
+  const AdminAuthorizer auth_;
+  LeadershipControl* const leadership_;
+  std::atomic<int> bound_port_{0};
 };
+
+// Shared by the admin_*.cc files.
+namespace admin_internal {
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
+                                 const absl::Status& status);
+// Page tokens are the decimal stable id (or offset) of the last item returned.
+absl::Status ParsePage(int32_t page_size, const std::string& token,
+                       size_t* limit, uint64_t* after);
+
+}  // namespace admin_internal
 
 }  // namespace lockwarden::service
 

@@ -98,12 +98,17 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::Start(
   info.started_ms = clock->NowMs();
   info.recovery = s->recovery_;
   s->admin_service_ = std::make_unique<AdminServiceImpl>(
-      s->runner_.get(), s->store_.get(), clock, std::move(info));
+      s->runner_.get(), s->store_.get(), clock, std::move(info),
+      AdminAuthorizer(options.admin_auth), options.leadership);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen,
+                           options.credentials != nullptr
+                               ? options.credentials
+                               : grpc::InsecureServerCredentials(),
+                           &s->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // Detect dead gateways' streams within ~30 s even when idle.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
@@ -118,6 +123,7 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen, " (address in use or invalid)"));
   }
+  s->admin_service_->SetBoundPort(s->port_);
   LockServer* raw = s.get();
   s->runner_->SetHealthCallback([raw](bool serving) { raw->SetServing(serving); });
   s->runner_->Start();

@@ -36,6 +36,12 @@ struct LockServerOptions {
   store::CommitPipelineOptions pipeline;
   int64_t shutdown_timeout_ms = 5000;  // In-flight RPCs get this long.
   int max_receive_message_bytes = 4 * 1024 * 1024;
+  // Who may call mutating AdminService RPCs (see auth.h).
+  AdminAuthOptions admin_auth;
+  // Listener credentials (tls.h); null = insecure (plaintext).
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Leader election hook for GetServerStatus/StepDown; null = single node.
+  LeadershipControl* leadership = nullptr;
 };
 
 class LockServer {
