@@ -15,7 +15,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include <unistd.h>
+
+#include "absl/time/time.h"
+#include "server/service/ha_server.h"
 #include "server/service/lock_server.h"
+#include "server/store/etcd_client.h"
 #include "server/store/rocksdb_store.h"
 
 namespace lockwarden {
@@ -25,6 +30,9 @@ struct Flags {
   std::string listen = "127.0.0.1:7420";
   std::string data_dir = "/var/lib/lockwarden";
   std::string store = "rocksdb";
+  std::string etcd_endpoints;
+  std::string advertise_address;
+  int64_t lease_ttl_ms = 2000;
   std::string server_id;
   std::string version = "dev";
   std::string log_level = "info";
@@ -38,8 +46,18 @@ void DefineFlags(CLI::App& app, Flags& f) {
       ->capture_default_str();
   app.add_option("--data-dir", f.data_dir, "RocksDB data directory (created if missing)")
       ->capture_default_str();
-  app.add_option("--store", f.store, "state store backend")
-      ->check(CLI::IsMember({"rocksdb"}))
+  app.add_option("--store", f.store,
+                 "state store backend: rocksdb (single node) or etcd (replicated)")
+      ->check(CLI::IsMember({"rocksdb", "etcd"}))
+      ->capture_default_str();
+  app.add_option("--etcd-endpoints", f.etcd_endpoints,
+                 "with --store=etcd: http://HOST:PORT[,...] of the etcd cluster");
+  app.add_option("--advertise-address", f.advertise_address,
+                 "with --store=etcd: HOST:PORT gateways and the CLI use to reach this "
+                 "server when it leads (default: --listen)");
+  app.add_option("--lease-ttl-ms", f.lease_ttl_ms,
+                 "with --store=etcd: leader lease TTL; a dead leader is replaced "
+                 "after at most this long")
       ->capture_default_str();
   app.add_option("--server-id", f.server_id, "this server's id (default: host name)");
   app.add_option("--grace-period-ms", f.options.core.grace_period_ms,
@@ -80,6 +98,32 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// --store=etcd: campaign for leadership; serve as leader or redirect as standby.
+int RunReplicated(Flags& f, const sigset_t& signals, const Clock& clock) {
+  auto endpoints = store::ParseEtcdEndpoints(f.etcd_endpoints);
+  if (!endpoints.ok()) return Fail(endpoints.status());
+  service::HaServerOptions ha;
+  ha.server = f.options;
+  ha.etcd_endpoints = *endpoints;
+  ha.advertise_address = f.advertise_address;
+  ha.lease_ttl = absl::Milliseconds(f.lease_ttl_ms);
+  if (ha.server.server_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    ha.server.server_id = absl::StrCat(host, "-", getpid());
+  }
+  auto server = service::HaLockServer::Start(ha, &clock);
+  if (!server.ok()) return Fail(server.status());
+  std::printf("lockwarden-server listening on %s (etcd, server id %s)\n", f.listen.c_str(),
+              ha.server.server_id.c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LogEvent(LogLevel::kInfo, "signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  (*server)->Shutdown();
+  return 0;
+}
+
 int Run(Flags& f) {
   LogOptions log;
   log.component = "server";
@@ -94,13 +138,14 @@ int Run(Flags& f) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto store = store::RocksDbStore::Open(f.data_dir);
-  if (!store.ok()) return Fail(store.status());
-
   f.options.listen = f.listen;
   f.options.server_id = f.server_id;
   f.options.version = f.version;
   RealClock clock;
+  if (f.store == "etcd") return RunReplicated(f, signals, clock);
+
+  auto store = store::RocksDbStore::Open(f.data_dir);
+  if (!store.ok()) return Fail(store.status());
   auto server = service::LockServer::Start(f.options, *std::move(store), &clock);
   if (!server.ok()) return Fail(server.status());
   // Scripts wait for this line to learn the port (useful with port 0).

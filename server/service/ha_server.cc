@@ -1,0 +1,229 @@
+#include "server/service/ha_server.h"
+
+#include <utility>
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "server/store/etcd_store.h"
+
+namespace lockwarden::service {
+namespace {
+
+constexpr const char* kLockServiceNames[] = {
+    "lockwarden.v1.LockService", "lockwarden.v1.MonitorService",
+    "lockwarden.v1.AdminService"};
+// How long a standby trusts its cached leader address.
+constexpr absl::Duration kLeaderAddressCacheTtl = absl::Milliseconds(300);
+
+}  // namespace
+
+// Answers every call on a standby with a redirect to the leader.
+class HaLockServer::StandbyService final : public grpc::CallbackGenericService {
+ public:
+  explicit StandbyService(HaLockServer* owner) : owner_(owner) {}
+
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* ctx) override {
+    const std::string leader = owner_->CachedLeaderAddress();
+    return new Redirect(ctx, leader);
+  }
+
+ private:
+  class Redirect final : public grpc::ServerGenericBidiReactor {
+   public:
+    Redirect(grpc::GenericCallbackServerContext* ctx, const std::string& leader) {
+      if (leader.empty()) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "standby: no leader elected yet; retry shortly"));
+        return;
+      }
+      ctx->AddTrailingMetadata(kLeaderAddressMetadata, leader);
+      Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("not the leader; the leader is ", leader)));
+    }
+    void OnDone() override { delete this; }
+  };
+
+  HaLockServer* const owner_;
+};
+
+HaLockServer::HaLockServer(HaServerOptions options, const Clock* clock)
+    : options_(std::move(options)), clock_(clock) {}
+
+absl::StatusOr<std::unique_ptr<HaLockServer>> HaLockServer::Start(
+    HaServerOptions options, const Clock* clock) {
+  if (options.advertise_address.empty()) {
+    options.advertise_address = options.server.listen;
+  }
+  if (options.server.server_id.empty()) {
+    return absl::InvalidArgumentError("--server-id: required with --store=etcd");
+  }
+  std::unique_ptr<HaLockServer> s(new HaLockServer(std::move(options), clock));
+  store::EtcdClientOptions client_options;
+  client_options.endpoints = s->options_.etcd_endpoints;
+  auto etcd = store::EtcdClient::Create(client_options);
+  if (!etcd.ok()) return etcd.status();
+  s->etcd_ = *std::move(etcd);
+
+  replication::LeaderElectionOptions election;
+  election.server_id = s->options_.server.server_id;
+  election.advertised_address = s->options_.advertise_address;
+  election.election_prefix = s->options_.election_prefix;
+  election.lease_ttl = s->options_.lease_ttl;
+  HaLockServer* raw = s.get();
+  replication::LeaderElection::Callbacks callbacks;
+  callbacks.on_elected = [raw](const replication::Leadership& l) {
+    raw->Push(Transition::kElected, l);
+  };
+  callbacks.on_lost = [raw](const replication::Leadership& l, const absl::Status& why) {
+    LogEvent(LogLevel::kWarn, "leadership_lost",
+             {{"key", l.key}, {"fencing_token", l.create_revision}, {"why", why}});
+    raw->Push(Transition::kLost, l);
+  };
+  auto e = replication::LeaderElection::Create(s->etcd_.get(), election, callbacks);
+  if (!e.ok()) return e.status();
+  s->election_ = *std::move(e);
+  s->standby_service_ = std::make_unique<StandbyService>(raw);
+  if (absl::Status st = s->StartStandby(); !st.ok()) return st;
+  s->loop_ = std::thread([raw] { raw->Loop(); });
+  s->election_->Start();
+  LogEvent(LogLevel::kInfo, "ha_started",
+           {{"server_id", s->options_.server.server_id},
+            {"advertise", s->options_.advertise_address},
+            {"lease_ttl_ms", absl::ToInt64Milliseconds(s->options_.lease_ttl)}});
+  return s;
+}
+
+HaLockServer::~HaLockServer() { Shutdown(); }
+
+void HaLockServer::Shutdown() {
+  if (!loop_.joinable()) return;
+  election_->Stop();  // Resigns: a standby takes over without waiting for the TTL.
+  Push(Transition::kStop);
+  loop_.join();
+}
+
+bool HaLockServer::IsLeader() const {
+  absl::MutexLock lock(&mu_);
+  return is_leader_;
+}
+
+void HaLockServer::Push(Transition t, replication::Leadership leadership) {
+  absl::MutexLock lock(&mu_);
+  queue_.emplace_back(t, std::move(leadership));
+}
+
+std::string HaLockServer::CachedLeaderAddress() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Now() - leader_address_at_ < kLeaderAddressCacheTtl) return leader_address_;
+  }
+  absl::StatusOr<std::string> address = election_->LeaderAddress();
+  absl::MutexLock lock(&mu_);
+  leader_address_ = address.ok() ? *address : "";
+  leader_address_at_ = absl::Now();
+  return leader_address_;
+}
+
+absl::Status HaLockServer::StartStandby() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options_.server.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterCallbackGenericService(standby_service_.get());
+  standby_ = builder.BuildAndStart();
+  if (standby_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.server.listen));
+  }
+  if (auto* health = standby_->GetHealthCheckService()) {
+    health->SetServingStatus("", true);  // The process is alive.
+    for (const char* name : kLockServiceNames) health->SetServingStatus(name, false);
+  }
+  LogEvent(LogLevel::kInfo, "standby_serving", {{"listen", options_.server.listen}});
+  return absl::OkStatus();
+}
+
+void HaLockServer::StopStandby() {
+  if (standby_ == nullptr) return;
+  standby_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  standby_->Wait();
+  standby_.reset();
+}
+
+absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadership) {
+  const absl::Time start = absl::Now();
+  store::EtcdStoreOptions store_options;
+  store_options.key_prefix = options_.state_prefix;
+  auto store = store::EtcdStore::OpenWithClient(etcd_.get(), store_options);
+  if (!store.ok()) return store.status();
+  if (absl::Status s = (*store)->SetFence({leadership.key, leadership.create_revision});
+      !s.ok()) {
+    return s;
+  }
+  StopStandby();  // Frees the port for the leader's server.
+  auto server = LockServer::Start(options_.server, *std::move(store), clock_);
+  if (!server.ok()) {
+    (void)StartStandby();
+    return server.status();
+  }
+  leader_ = *std::move(server);
+  {
+    absl::MutexLock lock(&mu_);
+    is_leader_ = true;
+  }
+  LogEvent(LogLevel::kInfo, "leader_serving",
+           {{"fencing_token", leadership.create_revision},
+            {"takeover_ms", absl::ToDoubleMilliseconds(absl::Now() - start)}});
+  return absl::OkStatus();
+}
+
+void HaLockServer::StepDownLocal(const std::string& why) {
+  {
+    absl::MutexLock lock(&mu_);
+    is_leader_ = false;
+  }
+  if (leader_ != nullptr) {
+    leader_->Shutdown();
+    leader_.reset();
+  }
+  LogEvent(LogLevel::kWarn, "standby_again", {{"why", why}});
+}
+
+void HaLockServer::Loop() {
+  for (;;) {
+    std::pair<Transition, replication::Leadership> next;
+    {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !queue_.empty(); };
+      mu_.Await(absl::Condition(&has_work));
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    switch (next.first) {
+      case Transition::kElected:
+        if (absl::Status s = BecomeLeader(next.second); !s.ok()) {
+          LogEvent(LogLevel::kError, "takeover_failed", {{"error", s}});
+          (void)election_->Resign();  // Let another instance try.
+        }
+        break;
+      case Transition::kLost:
+        if (leader_ != nullptr) {
+          StepDownLocal("leadership lost");
+          if (absl::Status s = StartStandby(); !s.ok()) {
+            LogEvent(LogLevel::kError, "standby_restart_failed", {{"error", s}});
+          }
+        }
+        break;
+      case Transition::kStop:
+        StepDownLocal("shutdown");
+        StopStandby();
+        return;
+    }
+  }
+}
+
+}  // namespace lockwarden::service
