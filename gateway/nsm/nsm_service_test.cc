@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "gateway/nsm/notification_deliverer.h"
+#include "gateway/nsm/notification_stream.h"
 #include "gateway/nsm/nsm_test_fixture.h"
 #include "gateway/rpc/rpc_message.h"
 #include "gateway/xdr/xdr_codec.h"
@@ -245,6 +246,52 @@ TEST_F(NsmServiceTest, StatusCallbackReachesLockdWithPrivAndOwnOnesAreAcked) {
   EXPECT_EQ(statd_->calls().size(), 0u);
   StopNsm();
   EXPECT_FALSE(FirstPendingNotification(absl::Seconds(1)).has_value());
+}
+
+TEST_F(NsmServiceTest, EventsBeyondTheTableLimitAreFetchedAgainLater) {
+  StopNsm();
+  NsmOptions options = DefaultOptions();
+  options.max_tracked_events = 1;
+  StartNsm(options);
+  // Two monitored hosts, both reaching the fake statd on 127.0.0.1.
+  Mon("127.0.0.1", "localhost", 100021, 4, 16, kPriv);
+  Mon("localhost", "localhost", 100021, 4, 16, kPriv);
+  ASSERT_TRUE(SimuCrash());
+  ASSERT_TRUE(statd_->WaitForCalls(2, absl::Seconds(15)));
+  NotificationDeliverer* deliverer = nsm_->deliverer_for_testing();
+  EXPECT_TRUE(Eventually([&] { return deliverer->stats().delivered == 2; }));
+  EXPECT_GE(deliverer->stats().refused_full, 1u);
+  for (const ReceivedCall& call : statd_->calls()) {
+    EXPECT_EQ(call.mon_name, kGatewayId);
+  }
+}
+
+TEST_F(NsmServiceTest, StopIsPromptWithTheStreamOpen) {
+  Mon("client-s", "localhost", 100021, 4, 16, kPriv);
+  ASSERT_TRUE(Eventually([&] {
+    return nsm_->stream_for_testing()->stats().connects >= 1;
+  }));
+  const absl::Time start = absl::Now();
+  StopNsm();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST_F(NsmServiceTest, ServerDownAnswersStatFailWithTheLastStateAndNoNotify) {
+  const int state = Mon("client-d", "localhost", 100021, 4, 16, kPriv).state;
+  StopLockServer();
+  sm_stat_res res = Stat("client-d");  // after the 3 s failover wait
+  EXPECT_EQ(res.res_stat, stat_fail);
+  EXPECT_EQ(res.state, state);
+  // An SM_NOTIFY the server could not record is not answered, so the
+  // sender retransmits it.
+  stat_chge args{const_cast<char*>("127.0.0.1"), 3};
+  EXPECT_FALSE(DispatchFrom("127.0.0.1", SM_NOTIFY, XdrProc(xdr_stat_chge),
+                            &args)
+                   .has_value());
+  StartLockServer();
+  EXPECT_TRUE(DispatchFrom("127.0.0.1", SM_NOTIFY, XdrProc(xdr_stat_chge),
+                           &args)
+                  .has_value());
 }
 
 TEST_F(NsmServiceTest, NullProcedureAnswers) {
