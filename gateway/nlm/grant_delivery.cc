@@ -189,11 +189,13 @@ void GrantDelivery::StreamLoop() {
       last_stream_message_ = absl::Now();
     }
     grpc::Status status = reader->Finish();
-    alive->store(false);
-    watchdog->cancel();
     std::string leader;
     {
+      // The watchdog re-arms its timer under mu_; stopping it under mu_
+      // keeps every operation on the timer serialised.
       absl::MutexLock lock(&mu_);
+      alive->store(false);
+      watchdog->cancel();
       stream_ctx_ = nullptr;
       if (stopping_) return;
       ++stats_.stream_reconnects;

@@ -290,6 +290,92 @@ TEST(NlmAsyncEndToEndTest, LockMsgIsAnsweredWithLockRes) {
   close(sock);
 }
 
+nlm4_stats Share4(CLIENT* c, uint32_t proc, const std::string& oh,
+                  fsh_access access, fsh_mode mode) {
+  std::string caller = "client-1", fh = "file-s", oh_bytes = oh,
+              cookie = "share";
+  nlm4_shareargs a{};
+  a.cookie = NetobjOf(cookie);
+  a.share.caller_name = caller.data();
+  a.share.fh = NetobjOf(fh);
+  a.share.oh = NetobjOf(oh_bytes);
+  a.share.mode = mode;
+  a.share.access = access;
+  nlm4_shareres r{};
+  EXPECT_EQ(clnt_call(c, proc, XdrProc(xdr_nlm4_shareargs),
+                      reinterpret_cast<caddr_t>(&a),
+                      XdrProc(xdr_nlm4_shareres),
+                      reinterpret_cast<caddr_t>(&r), kTimeout),
+            RPC_SUCCESS);
+  EXPECT_EQ(NetobjBytes(r.cookie), "share");
+  const nlm4_stats out = r.stat;
+  XdrFree(XdrProc(xdr_nlm4_shareres), &r);
+  return out;
+}
+
+TEST(NlmSharesEndToEndTest, ShareReservationsConflictAndRelease) {
+  NlmTestEnv env;
+  CLIENT* c = env.Client(true, NLM4_VERS);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(Share4(c, NLMPROC4_SHARE, "oh-a", fsa_RW, fsm_DW), NLM4_GRANTED);
+  // Another owner wanting write access is denied by the deny-write.
+  EXPECT_EQ(Share4(c, NLMPROC4_SHARE, "oh-b", fsa_W, fsm_DN), NLM4_DENIED);
+  EXPECT_EQ(Share4(c, NLMPROC4_UNSHARE, "oh-a", fsa_RW, fsm_DW), NLM4_GRANTED);
+  EXPECT_EQ(Share4(c, NLMPROC4_SHARE, "oh-b", fsa_W, fsm_DN), NLM4_GRANTED);
+  clnt_destroy(c);
+}
+
+TEST(NlmFreeAllEndToEndTest, NmLockIsUnmonitoredAndFreeAllReleasesIt) {
+  NlmTestEnv env;
+  CLIENT* c = env.Client(false, NLM_VERSX);
+  CLIENT* c4 = env.Client(false, NLM4_VERS);
+  ASSERT_TRUE(c && c4);
+  Spec s;
+  EXPECT_EQ(Lock4(c4, s, NLMPROC4_NM_LOCK), NLM4_GRANTED);
+  // NM_LOCK does not register the host for monitoring.
+  EXPECT_EQ(env.nlm().stats().mon_calls, 0u);
+  ASSERT_EQ(env.ListLocks().size(), 1u);
+  std::string name = "client-1";
+  nlm_notify n{};
+  n.name = name.data();
+  n.state = 5;
+  EXPECT_EQ(clnt_call(c, NLMPROC_FREE_ALL, XdrProc(xdr_nlm_notify),
+                      reinterpret_cast<caddr_t>(&n), XdrVoid(), nullptr,
+                      kTimeout),
+            RPC_SUCCESS);
+  EXPECT_TRUE(env.ListLocks().empty());
+  clnt_destroy(c);
+  clnt_destroy(c4);
+}
+
+TEST(NlmCallbacksEndToEndTest, GrantedToTheGatewayIsDeniedAndStatdCallbackIgnored) {
+  NlmTestEnv env;
+  CLIENT* c = env.Client(false, NLM4_VERS);
+  ASSERT_NE(c, nullptr);
+  Spec s;
+  nlm4_testargs a{};
+  a.cookie = NetobjOf(s.cookie);
+  a.alock = Lock4Of(s);
+  nlm4_res r{};
+  EXPECT_EQ(clnt_call(c, NLMPROC4_GRANTED, XdrProc(xdr_nlm4_testargs),
+                      reinterpret_cast<caddr_t>(&a), XdrProc(xdr_nlm4_res),
+                      reinterpret_cast<caddr_t>(&r), kTimeout),
+            RPC_SUCCESS);
+  EXPECT_EQ(r.stat.stat, NLM4_DENIED);
+  XdrFree(XdrProc(xdr_nlm4_res), &r);
+
+  std::string mon = "client-1";
+  nlm_sm_status st{};
+  st.mon_name = mon.data();
+  st.state = 3;
+  EXPECT_EQ(clnt_call(c, kNlmStatusCallbackProc, XdrProc(xdr_nlm_sm_status),
+                      reinterpret_cast<caddr_t>(&st), XdrVoid(), nullptr,
+                      kTimeout),
+            RPC_SUCCESS);
+  EXPECT_TRUE(env.ListLocks().empty());
+  clnt_destroy(c);
+}
+
 TEST(NlmServerDownTest, AnswersDeniedNolocksAfterTheFailoverWait) {
   NlmTestEnvOptions o;
   o.server_down = true;
