@@ -330,7 +330,8 @@ class Topology:
                 raise ValueError('bad host name %r' % n)
         self.run = _run_counter % 256
         _run_counter += 1
-        base = workdir or os.environ.get('TEST_TMPDIR') or tempfile.gettempdir()
+        base = (workdir or os.environ.get('TEST_TMPDIR') or
+                tempfile.gettempdir())
         self.workdir = tempfile.mkdtemp(prefix='lwt-%d-%d-' %
                                         (os.getpid(), self.run), dir=base)
         self.switch_ns = '%s%d-%d-sw' % (PREFIX, os.getpid(), self.run)

@@ -235,7 +235,8 @@ LOG { Default_Log_Level = EVENT; }
 """
 
 
-def start_ganesha(host, export='/export', fsal='MEM', nlm_port=GANESHA_NLM_PORT,
+def start_ganesha(host, export='/export', fsal='MEM',
+                  nlm_port=GANESHA_NLM_PORT,
                   mnt_port=GANESHA_MNT_PORT, nfs_port=NFS_PORT,
                   timeout=GANESHA_START_TIMEOUT_S):
     """Starts NFS-Ganesha (NFSv3 + MOUNT + NLM4) on `host`; returns the

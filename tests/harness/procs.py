@@ -149,7 +149,8 @@ class Process:
                     return m
                 raise self._died('/%s/' % regex)
             if time.monotonic() > deadline:
-                raise HarnessError('%s: no /%s/ in %s after %.1fs; log ends:\n%s'
+                raise HarnessError('%s: no /%s/ in %s after %.1fs; log '
+                                   'ends:\n%s'
                                    % (self.name, regex, self.log_path,
                                       timeout, tail(self.log_path)))
             time.sleep(POLL_INTERVAL_S)

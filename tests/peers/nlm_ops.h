@@ -2,7 +2,7 @@
  * nlm_ops: one NLM4 call per operation, against a server reached through a
  * libnfs raw RPC context (TCP or UDP), printing one result line each:
  *
- *   <op> <NLM4_STATUS> [detail]        e.g. "test NLM4_DENIED holder=svid:2,..."
+ *   <op> <NLM4_STATUS> [detail]   e.g. "test NLM4_DENIED holder=svid:2,..."
  *   <op> RPC_ERROR <message>           the call got no valid reply
  *
  *   <op> SENT                          a one-way _MSG call went out

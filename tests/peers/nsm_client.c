@@ -250,7 +250,8 @@ int main(int argc, char **argv) {
     if (colon != NULL) {
       *colon = '\0';
       if (apply_overrides(p, colon + 1) != 0) {
-        fprintf(stderr, "nsm_client: bad arguments in '%s'\n", argv[optind + k]);
+        fprintf(stderr, "nsm_client: bad arguments in '%s'\n",
+                argv[optind + k]);
         return 2;
       }
     }
