@@ -56,7 +56,7 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "with --store=etcd: HOST:PORT gateways and the CLI use to reach this "
                  "server when it leads (default: --listen)");
   app.add_option("--lease-ttl-ms", f.lease_ttl_ms,
-                 "with --store=etcd: leader lease TTL; a dead leader is replaced "
+                 "with --store=etcd: leader lease TTL in whole seconds (ms); a dead leader is replaced "
                  "after at most this long")
       ->capture_default_str();
   app.add_option("--server-id", f.server_id, "this server's id (default: host name)");
