@@ -409,10 +409,9 @@ void NsmService::HandleNotify(std::unique_ptr<RpcCall> unique_call) {
   std::string mon_name = Str(args->mon_name);
   const int32_t state = args->state;
   const std::string source = call->context().peer_address;
-  if (!ops_->Begin()) {
-    (void)call->Reply(nullptr);
-    return;
-  }
+  // Stopping: left unanswered, so the sender retransmits to whichever
+  // gateway serves the name next.
+  if (!ops_->Begin()) return;
   source_check_->Check(
       mon_name, source,
       [this, call, mon_name, state, source](SourceVerdict verdict) {
