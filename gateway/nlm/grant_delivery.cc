@@ -295,7 +295,7 @@ void GrantDelivery::Attempt(uint64_t sequence) {
   // which cancels it; a synchronous GRANTED re-arms it on failure.
   if (use_msg) ScheduleRetry(d);
 
-  auto on_sent = [this, sequence, d](absl::Status s) {
+  auto on_sent = [sequence, d](absl::Status s) {
     if (s.ok()) return;
     LogEvent(LogLevel::kWarn, "granted_msg_send_failed",
              {{"sequence", sequence},
