@@ -107,12 +107,15 @@ TEST(CrashTest, KillNineRecoversALinearizableStateEveryRound) {
   testing::RequestIdGenerator ids("crash");
   std::mt19937_64 rng(seed);
   KeyValues s0;  // A fresh data dir holds nothing.
+  std::vector<CancelTarget> waiting;  // Waiters the previous round left.
   History all;   // Every round's operations, for the acknowledged-lock check.
   uint64_t total_ops = 0, total_unknown_applied = 0, total_unknown_lost = 0;
 
   for (int round = 0; round < rounds; ++round) {
     SCOPED_TRACE(absl::StrCat("seed ", seed, " round ", round));
-    Traffic traffic(TrafficOptions{}, seed + static_cast<uint64_t>(round),
+    TrafficOptions traffic_options;
+    traffic_options.waiting = waiting;
+    Traffic traffic(traffic_options, seed + static_cast<uint64_t>(round),
                     [&] { return (*server)->NewChannel(); }, &ids);
     traffic.Start();
     const int kill_after_ms =
@@ -133,10 +136,10 @@ TEST(CrashTest, KillNineRecoversALinearizableStateEveryRound) {
     total_unknown_applied += check.unknown_applied;
     total_unknown_lost += check.unknown_lost;
     std::printf("round %2d: kill after %3d ms, %5zu ops (%zu acked, %zu applied; unknown: %zu "
-                "applied, %zu lost; %s), %zu keys\n",
+                "applied, %zu lost; %s), %zu keys, %zu waiters before\n",
                 round, kill_after_ms, history.size(), check.acked, check.applied,
                 check.unknown_applied, check.unknown_lost, ReplyCounts(history).c_str(),
-                recovered->size());
+                recovered->size(), waiting.size());
     std::fflush(stdout);
 
     LW_ASSERT_OK((*server)->Restart());
@@ -150,6 +153,12 @@ TEST(CrashTest, KillNineRecoversALinearizableStateEveryRound) {
     ASSERT_EQ(FindMissingAckedLocks(all, *locks), "")
         << "full history: " << SaveHistory(all, seed, round);
     ASSERT_EQ(CheckRetriesAreDeduplicated(stubs, history, kRetriesPerRound, rng), "");
+    auto waiters = testing::ListAllWaiters(*stubs.admin);
+    ASSERT_TRUE(waiters.ok()) << waiters.status();
+    waiting.clear();
+    for (const v1::Waiter& w : *waiters) {
+      waiting.push_back(CancelTarget{w.file_handle(), w.owner(), w.range(), w.exclusive()});
+    }
     // The retries changed nothing, so the store still holds `recovered`:
     // the next round starts from it.
     s0 = *std::move(recovered);

@@ -22,12 +22,7 @@ int64_t NowNs() {
       .count();
 }
 
-struct Target {
-  std::string fh;
-  v1::LockOwner owner;
-  v1::ByteRange range;
-  bool exclusive = false;
-};
+using Target = CancelTarget;
 
 }  // namespace
 
@@ -126,7 +121,12 @@ Op Invoke(testing::Stubs& stubs, int lane, Request request, absl::Duration timeo
 void Traffic::RunLane(int lane) {
   std::mt19937_64 rng(seed_ * 1000003 + static_cast<uint64_t>(lane));
   auto uniform = [&rng](uint64_t n) { return rng() % n; };
-  std::vector<Target> blocked;  // Recent BLOCKED requests of this lane.
+  // Recent BLOCKED requests of this lane, starting with earlier rounds'.
+  std::vector<Target> blocked;
+  for (const Target& t : options_.waiting) {
+    if (blocked.size() == kRememberedBlockedMax) break;
+    if (uniform(static_cast<uint64_t>(options_.lanes)) == 0) blocked.push_back(t);
+  }
   History& out = lanes_[static_cast<size_t>(lane)];
   testing::Stubs stubs(channels_());
   for (int n = 0; n < options_.ops_per_lane_max && !stop_.load(); ++n) {

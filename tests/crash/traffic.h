@@ -33,6 +33,14 @@
 
 namespace lockwarden::crash {
 
+// A blocked request a lane may CANCEL.
+struct CancelTarget {
+  std::string fh;
+  v1::LockOwner owner;
+  v1::ByteRange range;
+  bool exclusive = false;
+};
+
 struct TrafficOptions {
   int lanes = 8;
   int files = 4;
@@ -43,6 +51,9 @@ struct TrafficOptions {
   int ops_per_lane_max = 5000;
   absl::Duration rpc_timeout = absl::Seconds(10);
   bool ack_grants = true;
+  // Waiters left by earlier rounds, offered to every lane as CANCEL targets
+  // (otherwise they would only ever leave the queue by being granted).
+  std::vector<CancelTarget> waiting;
 };
 
 // Owner i of the traffic space: clients are shared by two owners (two
