@@ -37,8 +37,9 @@
 // acknowledged op is reported, so an eviction could only cause a false
 // failure, never a false pass).
 //
-// Thread-safety: History is written by one client thread per lane
-// (Record() appends to that lane only); the checker runs after the round.
+// Thread-safety: plain values and pure functions. During a round each
+// client thread appends to its own lane's History (see traffic.h); the
+// checker runs on the merged history after the round.
 #ifndef LOCKWARDEN_TESTS_CRASH_HISTORY_H_
 #define LOCKWARDEN_TESTS_CRASH_HISTORY_H_
 
