@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "server/service/ha_server.h"
 #include "server/service/lock_server.h"
+#include "server/service/tls.h"
 #include "server/store/etcd_client.h"
 #include "server/store/rocksdb_store.h"
 
@@ -37,6 +38,8 @@ struct Flags {
   std::string version = "dev";
   std::string log_level = "info";
   std::string log_format = "text";
+  service::TlsOptions tls;
+  std::string admin_token_file;
   service::LockServerOptions options;
 };
 
@@ -88,6 +91,14 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--log-format", f.log_format, "text|json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  app.add_option("--tls-cert", f.tls.cert_file, "PEM certificate chain: serve TLS");
+  app.add_option("--tls-key", f.tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", f.tls.ca_file,
+                 "PEM CA bundle: verify client certificates (mTLS)");
+  app.add_option("--tls-require-client-cert", f.tls.require_client_cert,
+                 "refuse clients without a certificate signed by --tls-ca");
+  app.add_option("--admin-token-file", f.admin_token_file,
+                 "file whose first line is the bearer token for mutating admin calls");
   app.add_option("--version-string", f.version, "version reported by GetServerStatus")
       ->capture_default_str();
 }
@@ -141,6 +152,16 @@ int Run(Flags& f) {
   f.options.listen = f.listen;
   f.options.server_id = f.server_id;
   f.options.version = f.version;
+  // TLS and admin authorisation (docs/operations.md).
+  auto credentials = service::MakeServerCredentials(f.tls);
+  if (!credentials.ok()) return Fail(credentials.status());
+  f.options.credentials = *credentials;
+  f.options.admin_auth.tls_enabled = f.tls.enabled();
+  if (!f.admin_token_file.empty()) {
+    auto token = service::ReadAdminTokenFile(f.admin_token_file);
+    if (!token.ok()) return Fail(token.status());
+    f.options.admin_auth.bearer_token = *token;
+  }
   RealClock clock;
   if (f.store == "etcd") return RunReplicated(f, signals, clock);
 

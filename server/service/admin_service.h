@@ -7,6 +7,7 @@
 //                       pending events
 //   admin_mutations.cc  force-release, client reboot, gateway reset,
 //                       step-down (each audited, each authorised by `auth`)
+//   admin_snapshot.cc   ExportSnapshot (consistent, chunked, SHA-256)
 //
 // Views read the core under CoreRunner::ReadNow (the core's mutex), one page
 // at a time, so a listing never stalls the lock service for O(table).
@@ -128,6 +129,10 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                      const v1::StepDownRequest* request,
                                      v1::StepDownResponse* response) override;
 
+  // ---- Snapshots (admin_snapshot.cc) ----
+  grpc::ServerWriteReactor<v1::ExportSnapshotResponse>* ExportSnapshot(
+      grpc::CallbackServerContext* ctx, const v1::ExportSnapshotRequest* request) override;
+
  private:
   // Authorisation + reason check + audit line for a mutation.
   absl::Status Admit(grpc::CallbackServerContext* ctx, absl::string_view call,
@@ -140,6 +145,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   const AdminAuthorizer auth_;
   LeadershipControl* const leadership_;
   std::atomic<int> bound_port_{0};
+  std::atomic<bool> export_running_{false};
 };
 
 // Shared by the admin_*.cc files.
