@@ -14,11 +14,15 @@
 //
 // Example:
 //   LockCore core(CoreOptions{});
-//   LockCmd lock{.request_id = "gw1/42", .gateway = "nfs-a", .fh = fh,
-//                .owner = {"client1", 17, "oh"}, .range = {0, 0},
-//                .exclusive = true};
+//   LockCmd lock;
+//   lock.request_id = "gw1/42";  // Unique across gateways: dedup key.
+//   lock.gateway = "nfs-a";      // The gateway identity clients mount.
+//   lock.fh = fh;
+//   lock.owner = Owner{"client1", 17, "oh"};
+//   lock.range = Range{0, 0};    // Whole file.
+//   lock.exclusive = true;
 //   Effects fx = core.Apply(lock, now_ms);
-//   store.Commit(fx.delta);   // Then reply fx.reply, deliver fx.events.
+//   store.Commit(fx.delta);      // Then reply fx.reply, deliver fx.events.
 //
 // Thread-safety: a LockCore is not thread-safe. The service layer owns one
 // and serialises every call (Apply and the const views) on one thread or
