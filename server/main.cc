@@ -98,6 +98,8 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "PEM CA bundle: verify client certificates (mTLS)");
   app.add_option("--tls-require-client-cert", f.tls.require_client_cert,
                  "refuse clients without a certificate signed by --tls-ca");
+  app.add_option("--metrics-listen", f.options.metrics_listen,
+                 "Prometheus /metrics HTTP address HOST:PORT (empty = off)");
   app.add_option("--admin-token-file", f.admin_token_file,
                  "file whose first line is the bearer token for mutating admin calls");
   app.add_option("--version-string", f.version, "version reported by GetServerStatus")

@@ -115,6 +115,15 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  if (!options.metrics_listen.empty()) {
+    auto metrics = ServerMetrics::Start(options.metrics_listen, s->runner_.get());
+    if (!metrics.ok()) return metrics.status();
+    s->metrics_ = *std::move(metrics);
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(s->metrics_->NewInterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   builder.RegisterService(s->lock_service_.get());
   builder.RegisterService(s->monitor_service_.get());
   builder.RegisterService(s->admin_service_.get());
@@ -145,7 +154,7 @@ void LockServer::SetServing(bool serving) {
 }
 
 void LockServer::Shutdown() {
-  if (shut_down_) return;
+  if (shut_down_ || server_ == nullptr) return;  // Never started serving.
   shut_down_ = true;
   LogEvent(LogLevel::kInfo, "shutdown_begin", {});
   SetServing(false);
@@ -166,6 +175,7 @@ LockServer::~LockServer() {
   // Destroy in dependency order: gRPC server before the services it calls.
   server_.reset();
   admin_service_.reset();
+  metrics_.reset();
   monitor_service_.reset();
   lock_service_.reset();
   runner_.reset();

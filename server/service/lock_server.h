@@ -22,6 +22,7 @@
 #include "server/service/admin_service.h"
 #include "server/service/core_runner.h"
 #include "server/service/lock_service.h"
+#include "server/service/metrics.h"
 #include "server/service/monitor_service.h"
 #include "server/store/commit_pipeline.h"
 #include "server/store/state_store.h"
@@ -42,6 +43,8 @@ struct LockServerOptions {
   std::shared_ptr<grpc::ServerCredentials> credentials;
   // Leader election hook for GetServerStatus/StepDown; null = single node.
   LeadershipControl* leadership = nullptr;
+  // Prometheus endpoint HOST:PORT (metrics.h); empty = off.
+  std::string metrics_listen;
 };
 
 class LockServer {
@@ -56,6 +59,8 @@ class LockServer {
   // The bound port (useful with port 0).
   int port() const { return port_; }
   const v1::RecoveryStats& recovery() const { return recovery_; }
+  // The bound metrics HTTP port (0 when --metrics-listen is off).
+  int metrics_port() const { return metrics_ != nullptr ? metrics_->port() : 0; }
   // NOT_SERVING, drain in-flight RPCs (bounded), flush commits, stop.
   void Shutdown();
 
@@ -73,6 +78,7 @@ class LockServer {
   std::unique_ptr<LockServiceImpl> lock_service_;
   std::unique_ptr<MonitorServiceImpl> monitor_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<ServerMetrics> metrics_;  // Outlives server_ (interceptors).
   std::unique_ptr<grpc::Server> server_;
   v1::RecoveryStats recovery_;
   int port_ = 0;
