@@ -194,7 +194,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListWaiters(
   }
   auto filter = ToFilter(request->filter());
   if (!filter.ok()) return Fail(ctx, filter.status());
-  absl::Status s = runner_->ReadNow([&](const core::LockCore& core, int64_t) {
+  absl::Status s = runner_->ReadNow([&](const core::LockCore& core, int64_t now_ms) {
     uint64_t emitted = 0;
     QueuePositions positions(core);
     const std::string next = Paginate<core::WaiterInfo>(
@@ -205,6 +205,13 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListWaiters(
           v1::Waiter* out = response->add_waiters();
           ToProto(w, out);
           out->set_queue_position(positions.Of(w));
+          // blocked_by: the first conflicting granted lock (by offset), as
+          // TEST would report it; none when only earlier waiters block it.
+          core::TestQuery q{w.gateway, w.fh, w.owner, w.range, w.exclusive};
+          const core::Reply r = core.Test(q, now_ms);
+          if (r.status == core::LockStatus::kDenied && r.holder) {
+            ToProto(*r.holder, out->add_blocked_by());
+          }
         },
         after, limit, &emitted);
     response->set_next_page_token(next);

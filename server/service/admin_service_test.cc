@@ -56,6 +56,8 @@ TEST_F(AdminServiceTest, WaitersCarryQueuePositions) {
   EXPECT_EQ(w.waiters(0).owner().client_name(), "c2");
   EXPECT_EQ(w.waiters(0).queue_position(), 0u);
   EXPECT_EQ(w.waiters(1).queue_position(), 1u);
+  ASSERT_EQ(w.waiters(0).blocked_by_size(), 1);
+  EXPECT_EQ(w.waiters(0).blocked_by(0).owner().client_name(), "c1");
 }
 
 TEST_F(AdminServiceTest, WaitForGraphHasEdgesToTheHolderAndNoCycles) {
