@@ -53,6 +53,9 @@ expect_exit() {
 start_server() {
   local data="$1"
   shift
+  # Empty the log here, synchronously: the background job's own truncation
+  # may come after the loop below has read the previous server's port.
+  : >"$WORK/server.log"
   "$SERVER" --listen=127.0.0.1:0 --data-dir="$data" --grace-period-ms=60000 \
     --log-level=warn "$@" >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
