@@ -88,6 +88,20 @@ class LockCore {
   // store built by applying all deltas in order equals this map.
   std::map<std::string, std::string> Snapshot() const;
 
+  // ---- Warm standby (lock_core_replica.cc) ----
+  // One persisted record as a standby watching the store sees it change.
+  struct RecordChange {
+    std::string key;
+    std::optional<std::string> previous;  // nullopt: the key is new.
+    std::optional<std::string> value;     // nullopt: the key was deleted.
+  };
+  // Applies the record changes of one durable commit (in any order), so a
+  // standby's core stays equal to Rebuild() of the store (Snapshot()
+  // equality) without reloading. DataLoss names the key of a change that
+  // does not fit the state; the core is then unusable and the caller must
+  // Rebuild. Run CheckInvariants() before serving from it.
+  absl::Status ApplyRecords(const std::vector<RecordChange>& changes);
+
   // Deterministic human-readable dump of the whole state (no interned ids).
   std::string DebugString() const;
 
