@@ -23,14 +23,16 @@ ProcedureSpec MakeVoidProcedure(std::string name, ProcedureHandler handler) {
 RpcCall::RpcCall(CallContext context, CallHeader header,
                  std::shared_ptr<const ProcedureSpec> spec, ReplySink sink,
                  DuplicateRequestCache* drc, std::optional<DrcKey> drc_key,
-                 const Clock* clock)
+                 const Clock* clock, CallObserver* observer)
     : context_(std::move(context)),
       header_(std::move(header)),
       spec_(std::move(spec)),
       sink_(std::move(sink)),
       drc_(drc),
       drc_key_(std::move(drc_key)),
-      clock_(clock) {
+      clock_(clock),
+      observer_(observer) {
+  if (observer_ != nullptr) received_at_ = absl::Now();
   const size_t words =
       (spec_->args_size + sizeof(std::max_align_t) - 1) /
       sizeof(std::max_align_t);
@@ -48,8 +50,16 @@ RpcCall::~RpcCall() {
               {"xid", header_.xid},
               {"peer", context_.peer_address}});
     if (drc_ != nullptr && drc_key_.has_value()) drc_->Abandon(*drc_key_);
+    Observe(std::nullopt);
     if (sink_) sink_(std::nullopt);
   }
+}
+
+void RpcCall::Observe(const std::optional<std::string>& reply) {
+  if (observer_ == nullptr) return;
+  observer_->OnAnswered(*this, reply.has_value()
+                                   ? std::optional<absl::string_view>(*reply)
+                                   : std::nullopt);
 }
 
 absl::Status RpcCall::Finish(std::optional<std::string> reply) {
@@ -61,6 +71,7 @@ absl::Status RpcCall::Finish(std::optional<std::string> reply) {
   if (drc_ != nullptr && drc_key_.has_value()) {
     drc_->Complete(*drc_key_, reply.value_or(std::string()), NowOf(clock_));
   }
+  Observe(reply);
   ReplySink sink = std::move(sink_);
   sink_ = nullptr;
   sink(std::move(reply));
@@ -91,9 +102,12 @@ void RpcCall::AnswerGarbageArgs() {
   // retransmission with the same xid must execute.
   if (drc_ != nullptr && drc_key_.has_value()) drc_->Abandon(*drc_key_);
   answered_ = true;
+  std::optional<std::string> reply =
+      EncodeAcceptedError(header_.xid, AcceptStat::kGarbageArgs);
+  Observe(reply);
   ReplySink sink = std::move(sink_);
   sink_ = nullptr;
-  sink(EncodeAcceptedError(header_.xid, AcceptStat::kGarbageArgs));
+  sink(std::move(reply));
 }
 
 absl::Status RpcCall::ReplyError(AcceptStat stat) {
@@ -106,6 +120,7 @@ absl::Status RpcCall::ReplyError(AcceptStat stat) {
 
 Dispatcher::Dispatcher(DispatcherOptions options)
     : drc_(options.drc),
+      observer_(options.observer),
       clock_(options.clock != nullptr ? options.clock : &real_clock_) {}
 
 absl::Status Dispatcher::RegisterProcedure(uint32_t prog, uint32_t vers,
@@ -232,7 +247,8 @@ void Dispatcher::Dispatch(const CallContext& context,
     if (AnswerFromDrc(*key, sink)) return;
   }
   std::unique_ptr<RpcCall> call(new RpcCall(context, h, spec, std::move(sink),
-                                            drc_, std::move(key), clock_));
+                                            drc_, std::move(key), clock_,
+                                            observer_));
   absl::Status decode =
       XdrDecode(spec->args_decoder, args_bytes, call->args_raw());
   if (!decode.ok()) {

@@ -59,6 +59,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "gateway/rpc/duplicate_request_cache.h"
 #include "gateway/rpc/rpc_message.h"
@@ -85,6 +86,18 @@ struct CallContext {
 using ReplySink = std::function<void(std::optional<std::string> reply)>;
 
 class RpcCall;
+
+// Sees every call that reached a procedure exactly once, when it is answered
+// (GARBAGE_ARGS included) or dropped unanswered; gateway/metrics counts and
+// times calls through it. Runs on the answering thread; must not block.
+class CallObserver {
+ public:
+  virtual ~CallObserver() = default;
+  // `reply`: the bytes sent, nullopt when nothing is sent (no-reply
+  // procedures, or dropped). call.received_at() is when it was decoded.
+  virtual void OnAnswered(const RpcCall& call,
+                          std::optional<absl::string_view> reply) = 0;
+};
 using ProcedureHandler = std::function<void(std::unique_ptr<RpcCall> call)>;
 
 struct ProcedureSpec {
@@ -156,13 +169,16 @@ class RpcCall {
   absl::Status ReplyError(AcceptStat stat);
 
   bool answered() const { return answered_; }
+  // When the dispatcher created the call (set only with a CallObserver).
+  absl::Time received_at() const { return received_at_; }
 
  private:
   friend class Dispatcher;
   RpcCall(CallContext context, CallHeader header,
           std::shared_ptr<const ProcedureSpec> spec, ReplySink sink,
           DuplicateRequestCache* drc, std::optional<DrcKey> drc_key,
-          const Clock* clock);
+          const Clock* clock, CallObserver* observer);
+  void Observe(const std::optional<std::string>& reply);
   absl::Status Finish(std::optional<std::string> reply);
   // The arguments did not decode: GARBAGE_ARGS, and the DRC entry goes.
   void AnswerGarbageArgs();
@@ -175,6 +191,8 @@ class RpcCall {
   DuplicateRequestCache* const drc_;
   const std::optional<DrcKey> drc_key_;
   const Clock* const clock_;
+  CallObserver* const observer_;
+  absl::Time received_at_;
   bool args_decoded_ = false;
   bool answered_ = false;
 };
@@ -182,6 +200,7 @@ class RpcCall {
 struct DispatcherOptions {
   DuplicateRequestCache* drc = nullptr;  // optional, not owned
   const Clock* clock = nullptr;          // defaults to a RealClock
+  CallObserver* observer = nullptr;      // optional, not owned
 };
 
 struct DispatcherStats {
@@ -234,6 +253,7 @@ class Dispatcher {
   void Count(uint64_t DispatcherStats::*counter);
 
   DuplicateRequestCache* const drc_;
+  CallObserver* const observer_;
   RealClock real_clock_;
   const Clock* const clock_;
   mutable absl::Mutex mu_;
