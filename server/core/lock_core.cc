@@ -233,6 +233,7 @@ Reply LockCore::LockInFile(const LockCmd& c, FileState& f, OwnerId owner,
     w.client_state = c.client_state;
     w.exclusive = c.exclusive;
     w.reclaim = c.reclaim;
+    w.monitored = c.monitored;
     w.queued_ms = now_ms_;
     w.callback = c.callback;
     w.cookie = c.cookie;
@@ -245,6 +246,7 @@ Reply LockCore::LockInFile(const LockCmd& c, FileState& f, OwnerId owner,
   proto.owner = owner;
   proto.gateway = gw;
   proto.client_state = c.client_state;
+  proto.monitored = c.monitored;
   proto.exclusive = c.exclusive;
   proto.granted_ms = now_ms_;
   std::optional<uint64_t> token =

@@ -149,6 +149,7 @@ class LockCore {
     const std::string* client;
     GatewayId gateway;
     int32_t client_state;
+    bool monitored;  // False only for NM_LOCK locks and their waiters.
   };
 
   // ---- Validation and dispatch (lock_core.cc) ----

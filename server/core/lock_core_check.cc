@@ -71,7 +71,7 @@ absl::Status LockCore::CheckFile(const std::string& fh, const FileState& f,
       } else if (!a.unconfirmed && !b.unconfirmed) {
         if (overlap) return Broken(fh, "one owner's locks overlap");
         if (a.exclusive == b.exclusive && a.gateway == b.gateway &&
-            a.client_state == b.client_state) {
+            a.client_state == b.client_state && a.monitored == b.monitored) {
           return Broken(fh, absl::StrCat("unmerged adjacent locks ", a.token,
                                          " and ", b.token));
         }
@@ -241,7 +241,8 @@ std::string LockCore::DebugString() const {
                     absl::BytesToHexString(l.fh), " ", owner(l.owner), " [",
                     l.range.offset, "+", l.range.length, "] ",
                     l.exclusive ? "X" : "S", " gw=", l.gateway,
-                    " st=", l.client_state, " at=", l.granted_ms,
+                    " st=", l.client_state, l.monitored ? "" : " nm",
+                    " at=", l.granted_ms,
                     l.unconfirmed ? absl::StrCat(" unconfirmed until ",
                                                  l.grant_deadline_ms, " ev ",
                                                  l.grant_event_sequence)
@@ -253,7 +254,8 @@ std::string LockCore::DebugString() const {
                     absl::BytesToHexString(w.fh), " ", owner(w.owner), " [",
                     w.range.offset, "+", w.range.length, "] ",
                     w.exclusive ? "X" : "S", w.reclaim ? " reclaim" : "",
-                    " gw=", w.gateway, " st=", w.client_state, "\n");
+                    " gw=", w.gateway, " st=", w.client_state,
+                    w.monitored ? "" : " nm", "\n");
   }
   for (const ShareInfo& s : ListShares({}, 0, kAll)) {
     absl::StrAppend(&out, "share ", s.id, " fh=",

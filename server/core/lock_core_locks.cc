@@ -164,10 +164,12 @@ std::optional<uint64_t> LockCore::SetOwnerRange(const std::string& fh,
                                                 bool enforce_limit) {
   const Interval iv = proto.interval();
   // Locks merge only when every attribute the release rules look at agrees:
-  // mode, gateway identity (SimuCrash) and client NSM state (SM_NOTIFY).
+  // mode, gateway identity (SimuCrash), client NSM state and monitoring
+  // (SM_NOTIFY).
   auto same = [&proto](const LockEntry& l) {
     return l.exclusive == proto.exclusive && l.gateway == proto.gateway &&
-           l.client_state == proto.client_state;
+           l.client_state == proto.client_state &&
+           l.monitored == proto.monitored;
   };
   // Plan first, so a refusal (limit) leaves everything untouched.
   absl::InlinedVector<size_t, 4> remove;
@@ -280,6 +282,7 @@ void LockCore::GrantWaiters(const std::string& fh, FileState& f) {
     l.owner = w.owner;
     l.gateway = w.gateway;
     l.client_state = w.client_state;
+    l.monitored = w.monitored;
     l.exclusive = w.exclusive;
     l.unconfirmed = true;
     GrantedEvent ev;
@@ -378,7 +381,7 @@ uint32_t LockCore::ReleaseWhere(
     for (size_t i = f.waiters.size(); i-- > 0;) {
       const WaiterEntry& w = f.waiters[i];
       if (pred({w.owner, &owners_.Get(w.owner).client, w.gateway,
-                w.client_state})) {
+                w.client_state, w.monitored})) {
         EraseWaiterAt(f, i);
         ++released;
       }
@@ -386,7 +389,7 @@ uint32_t LockCore::ReleaseWhere(
     for (size_t i = f.locks.size(); i-- > 0;) {
       const LockEntry& l = f.locks[i];
       if (pred({l.owner, &owners_.Get(l.owner).client, l.gateway,
-                l.client_state})) {
+                l.client_state, l.monitored})) {
         if (l.unconfirmed) {
           ReleaseUnconfirmed(f, l.token);
         } else {
@@ -397,7 +400,7 @@ uint32_t LockCore::ReleaseWhere(
     }
     for (size_t i = f.shares.size(); i-- > 0;) {
       const ShareEntry& s = f.shares[i];
-      if (pred({kNoOwner, &s.client, s.gateway, s.client_state})) {
+      if (pred({kNoOwner, &s.client, s.gateway, s.client_state, true})) {
         EraseShareAt(f, i);
         ++released;
       }

@@ -148,18 +148,18 @@ bool LockCore::AnyHolding(
   for (const auto& [fh, f] : files_) {
     for (const LockEntry& l : f.locks) {
       if (pred({l.owner, &owners_.Get(l.owner).client, l.gateway,
-                l.client_state})) {
+                l.client_state, l.monitored})) {
         return true;
       }
     }
     for (const WaiterEntry& w : f.waiters) {
       if (pred({w.owner, &owners_.Get(w.owner).client, w.gateway,
-                w.client_state})) {
+                w.client_state, w.monitored})) {
         return true;
       }
     }
     for (const ShareEntry& s : f.shares) {
-      if (pred({kNoOwner, &s.client, s.gateway, s.client_state})) return true;
+      if (pred({kNoOwner, &s.client, s.gateway, s.client_state, true})) return true;
     }
   }
   return false;
@@ -258,9 +258,11 @@ Reply LockCore::DoNotify(const NotifyCmd& c) {
     return r;
   }
   const int32_t gateway_state = gateways_[*gid].nsm_state;
-  // Holdings of this client acquired under an older NSM state.
+  // Monitored holdings of this client acquired under an older NSM state
+  // (NM_LOCK locks are for clients without statd: only FREE_ALL ends them).
   auto older = [&c](const HoldingRef& h) {
-    return *h.client == c.mon_name && NsmStateNewer(c.state, h.client_state);
+    return h.monitored && *h.client == c.mon_name &&
+           NsmStateNewer(c.state, h.client_state);
   };
   auto rec = client_states_.find(c.mon_name);
   const bool fresh =

@@ -190,6 +190,41 @@ TEST(NsmTest, NotifyOvertakenByNewIncarnationStillReleasesOldLocks) {
   EXPECT_TRUE(h.Apply(NotifyCmd{"", "gw-a", "c1", 7}).reply.stale);
 }
 
+TEST(NsmTest, NotifySparesNmLockLocksAndWaitersFreeAllEndsThem) {
+  CoreHarness h;
+  LockCmd nm = h.LockReq("f", MakeOwner("c1", 1), 0, 10, true);
+  nm.client_state = 5;
+  nm.monitored = false;  // NM_LOCK: a client without statd.
+  h.Apply(nm);
+  LockCmd mon = h.LockReq("f", MakeOwner("c1", 2), 20, 10, true);
+  mon.client_state = 5;
+  h.Apply(mon);
+  // A monitored LOCK adjacent to the owner's NM_LOCK range must not merge.
+  LockCmd nm_next = h.LockReq("f", MakeOwner("c1", 1), 10, 5, true);
+  nm_next.client_state = 5;
+  h.Apply(nm_next);
+  LockCmd blocked = h.LockReq("f", MakeOwner("c1", 3), 0, 1, true, true);
+  blocked.client_state = 5;
+  blocked.monitored = false;
+  EXPECT_EQ(h.Apply(blocked).reply.status, LockStatus::kBlocked);
+  ASSERT_EQ(h.core().ListLocks({}, 0, 10).size(), 3u);
+  EXPECT_FALSE(h.core().ListLocks({}, 0, 10)[0].monitored);
+  LW_EXPECT_OK(h.Verify());  // The flag survives a rebuild.
+
+  Effects fx = h.Apply(NotifyCmd{"", "gw-a", "c1", 7});
+  EXPECT_FALSE(fx.reply.stale);
+  EXPECT_EQ(fx.reply.released, 2u);  // Only the two monitored locks.
+  EXPECT_THAT(h.Locks("f"), ElementsAre("c1/1 [0+10] X"));
+  ASSERT_EQ(h.core().ListWaiters({}, 0, 10).size(), 1u);
+  EXPECT_FALSE(h.core().ListWaiters({}, 0, 10)[0].monitored);
+  LW_EXPECT_OK(h.Verify());
+
+  fx = h.Apply(FreeAllCmd{"", "gw-a", "c1", 7});
+  EXPECT_EQ(fx.reply.released, 2u);  // The NM_LOCK lock and its waiter.
+  EXPECT_THAT(h.Locks("f"), IsEmpty());
+  LW_EXPECT_OK(h.Verify());
+}
+
 TEST(NsmTest, StateNumbersCompareWithWraparound) {
   EXPECT_TRUE(NsmStateNewer(3, 1));
   EXPECT_FALSE(NsmStateNewer(1, 3));

@@ -46,6 +46,9 @@ std::string LockCore::LockValue(const std::string& fh,
   }
   w.I64(deadline);
   w.U64(sequence);
+  // Optional trailing field, written only for NM_LOCK locks so records of
+  // monitored locks keep the format written before the field existed.
+  if (!l.monitored) w.Bool(false);
   return std::move(w).Finish();
 }
 
@@ -63,6 +66,7 @@ std::string LockCore::WaiterValue(const std::string& fh,
   w.I64(x.queued_ms);
   w.Bytes(x.callback);
   w.Bytes(x.cookie);
+  if (!x.monitored) w.Bool(false);  // Optional trailing field, as for locks.
   return std::move(w).Finish();
 }
 

@@ -111,6 +111,7 @@ class RandomRun {
     r.gw = Uniform(0, kGateways - 1);
     r.state = nsm_ ? client_state_[ClientOf(r.owner)] : (Chance(80) ? 1 : 3);
     r.reclaim = nsm_ && Chance(15);
+    r.mon = !Chance(15);  // Some NM_LOCK requests: SM_NOTIFY must spare them.
     return r;
   }
 
@@ -294,6 +295,7 @@ std::string RandomRun::Step() {
     c.block = block;
     c.reclaim = r.reclaim;
     c.client_state = r.state;
+    c.monitored = r.mon;
     c.callback = "cb";
     const LockStatus want = model_.Lock(r, block);
     return Check(c, want, &r);
@@ -493,7 +495,8 @@ std::string RandomRun::CompareState() {
     for (int k = i; k <= j; ++k) {
       if (held[f][o][k].mode != 0) return "one owner's locks overlap";
       held[f][o][k] = ModelSeg{static_cast<uint8_t>(l.exclusive ? 2 : 1),
-                               l.gateway[1] - '0', l.client_state};
+                               l.gateway[1] - '0', l.client_state,
+                               l.monitored};
     }
   }
   for (int f = 0; f < kFiles; ++f) {

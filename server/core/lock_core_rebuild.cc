@@ -21,6 +21,15 @@ absl::Status Corrupt(absl::string_view key, absl::string_view why) {
       absl::StrCat("persisted record '", absl::CEscape(key), "': ", why));
 }
 
+// The optional trailing `monitored` field of lock and waiter records: absent
+// means monitored (NLM LOCK). Writers add it only as `false` (NM_LOCK), so a
+// trailing `true` is as corrupt as any other extra byte.
+bool ReadOptionalMonitored(Reader& r, bool* monitored) {
+  *monitored = true;
+  if (r.Done()) return true;
+  return r.Bool(monitored) && !*monitored && r.Done();
+}
+
 // Family order: referenced records (counters, gateways, events) first.
 int FamilyRank(absl::string_view key) {
   static constexpr absl::string_view kOrder[] = {"m/", "g/", "c/", "n/", "e/",
@@ -187,7 +196,8 @@ absl::Status LockCore::RebuildRecord(const std::string& key,
       internal::UnconfirmedGrant u;
       if (!r.Bytes(&gateway) || !r.I32(&l.client_state) ||
           !r.I64(&l.granted_ms) || !r.Bool(&l.unconfirmed) ||
-          !r.I64(&u.deadline_ms) || !r.U64(&u.event_sequence) || !r.Done()) {
+          !r.I64(&u.deadline_ms) || !r.U64(&u.event_sequence) ||
+          !ReadOptionalMonitored(r, &l.monitored)) {
         return Corrupt(key, "malformed lock");
       }
       auto g = gateway_id(gateway);
@@ -224,7 +234,7 @@ absl::Status LockCore::RebuildRecord(const std::string& key,
     WaiterEntry w;
     if (!r.Bool(&w.reclaim) || !r.Bytes(&gateway) || !r.I32(&w.client_state) ||
         !r.I64(&w.queued_ms) || !r.Bytes(&w.callback) || !r.Bytes(&w.cookie) ||
-        !r.Done()) {
+        !ReadOptionalMonitored(r, &w.monitored)) {
       return Corrupt(key, "malformed waiter");
     }
     auto g = gateway_id(gateway);

@@ -84,6 +84,7 @@ std::vector<LockInfo> LockCore::ListLocks(const LockFilter& filter,
       info.exclusive = l.exclusive;
       info.gateway = gateway;
       info.client_state = l.client_state;
+      info.monitored = l.monitored;
       info.granted_ms = l.granted_ms;
       info.unconfirmed = l.unconfirmed;
       if (l.unconfirmed) {
@@ -113,7 +114,7 @@ std::vector<WaiterInfo> LockCore::ListWaiters(const LockFilter& filter,
       rows.push_back(WaiterInfo{w.id, fh, owner, ToRange(w.interval()),
                                 w.exclusive, w.reclaim, gateway,
                                 w.client_state, w.queued_ms, w.callback,
-                                w.cookie});
+                                w.cookie, w.monitored});
     }
   }
   Page(rows, after, limit, [](const WaiterInfo& i) { return i.id; });

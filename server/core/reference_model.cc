@@ -36,7 +36,7 @@ bool ReferenceModel::Holds(int owner, int file, int i, int j,
 void ReferenceModel::Set(const ModelReq& r) {
   for (int k = r.i; k <= r.j; ++k) {
     held[r.file][r.owner][k] = ModelSeg{static_cast<uint8_t>(r.excl ? 2 : 1),
-                                        r.gw, r.state};
+                                        r.gw, r.state, r.mon};
   }
 }
 
@@ -266,32 +266,35 @@ void ReferenceModel::Tick() {
 }
 
 void ReferenceModel::Release(
-    const std::function<bool(int, int, int, int32_t)>& pred, int file) {
+    const std::function<bool(int, int, int, int32_t, bool)>& pred,
+    int file) {
   for (int f = 0; f < kFiles; ++f) {  // "f0" < "f1" < "f2": name order.
     if (file >= 0 && f != file) continue;
     auto& sh = shares[f];
     sh.erase(std::remove_if(sh.begin(), sh.end(),
                             [&](const ModelShare& x) {
-                              return pred(x.client, -1, x.gw, x.state);
+                              return pred(x.client, -1, x.gw, x.state, true);
                             }),
              sh.end());
     auto& q = waiters[f];
     q.erase(std::remove_if(q.begin(), q.end(),
                            [&](const ModelReq& w) {
                              return pred(ClientOf(w.owner), w.owner, w.gw,
-                                         w.state);
+                                         w.state, w.mon);
                            }),
             q.end());
     for (int o = 0; o < kOwners; ++o) {
       for (ModelSeg& s : held[f][o]) {
-        if (s.mode != 0 && pred(ClientOf(o), o, s.gw, s.state)) s = ModelSeg{};
+        if (s.mode != 0 && pred(ClientOf(o), o, s.gw, s.state, s.mon)) {
+          s = ModelSeg{};
+        }
       }
     }
     grants.erase(std::remove_if(grants.begin(), grants.end(),
                                 [&](const ModelReq& g) {
                                   return g.file == f &&
                                          pred(ClientOf(g.owner), g.owner, g.gw,
-                                              g.state);
+                                              g.state, g.mon);
                                 }),
                  grants.end());
     Scan(f);
@@ -315,7 +318,7 @@ void ReferenceModel::Bump(int gw) {
       if (x.gw == gw) holders.insert(x.client);
     }
   }
-  Release([gw](int, int, int g, int32_t) { return g == gw; });
+  Release([gw](int, int, int g, int32_t, bool) { return g == gw; });
   ModelGateway& g = gateways[gw];
   g.nsm_state += 2;
   g.ledger.clear();
@@ -326,8 +329,8 @@ void ReferenceModel::Bump(int gw) {
 }
 
 bool ReferenceModel::Notify(int client, int32_t state) {
-  auto older = [client, state](int c, int, int, int32_t s) {
-    return c == client && NsmStateNewer(state, s);
+  auto older = [client, state](int c, int, int, int32_t s, bool mon) {
+    return mon && c == client && NsmStateNewer(state, s);
   };
   auto rec = client_states.find(client);
   const bool fresh =
@@ -337,18 +340,18 @@ bool ReferenceModel::Notify(int client, int32_t state) {
     for (int f = 0; f < kFiles; ++f) {
       for (int o = 0; o < kOwners; ++o) {
         for (const ModelSeg& s : held[f][o]) {
-          any |= s.mode != 0 && older(ClientOf(o), o, s.gw, s.state);
+          any |= s.mode != 0 && older(ClientOf(o), o, s.gw, s.state, s.mon);
         }
       }
       for (const ModelReq& w : waiters[f]) {
-        any |= older(ClientOf(w.owner), w.owner, w.gw, w.state);
+        any |= older(ClientOf(w.owner), w.owner, w.gw, w.state, w.mon);
       }
       for (const ModelShare& x : shares[f]) {
-        any |= older(x.client, -1, x.gw, x.state);
+        any |= older(x.client, -1, x.gw, x.state, true);
       }
     }
     for (const ModelReq& g : grants) {
-      any |= older(ClientOf(g.owner), g.owner, g.gw, g.state);
+      any |= older(ClientOf(g.owner), g.owner, g.gw, g.state, g.mon);
     }
     if (!(rec->second == state && any)) return true;
   }
@@ -359,7 +362,7 @@ bool ReferenceModel::Notify(int client, int32_t state) {
 }
 
 void ReferenceModel::FreeAll(int client, int32_t state) {
-  Release([client](int c, int, int, int32_t) { return c == client; });
+  Release([client](int c, int, int, int32_t, bool) { return c == client; });
   Record(client, state);
   MarkDone(client);
 }
@@ -397,15 +400,15 @@ LockStatus ReferenceModel::Unshare(int file, int client, int oh, int gw) {
 }
 
 void ReferenceModel::ForceReleaseOwner(int owner) {
-  Release([owner](int, int o, int, int32_t) { return o == owner; });
+  Release([owner](int, int o, int, int32_t, bool) { return o == owner; });
 }
 
 void ReferenceModel::ForceReleaseClient(int client) {
-  Release([client](int c, int, int, int32_t) { return c == client; });
+  Release([client](int c, int, int, int32_t, bool) { return c == client; });
 }
 
 void ReferenceModel::ForceReleaseFile(int file) {
-  Release([](int, int, int, int32_t) { return true; }, file);
+  Release([](int, int, int, int32_t, bool) { return true; }, file);
 }
 
 }  // namespace lockwarden::core::testing

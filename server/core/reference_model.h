@@ -63,9 +63,11 @@ struct ModelSeg {
   uint8_t mode = 0;  // 0 none, 1 shared, 2 exclusive.
   int gw = 0;
   int32_t state = 0;
+  bool mon = true;  // False for NM_LOCK.
   friend bool operator==(const ModelSeg& a, const ModelSeg& b) {
     return a.mode == b.mode &&
-           (a.mode == 0 || (a.gw == b.gw && a.state == b.state));
+           (a.mode == 0 ||
+            (a.gw == b.gw && a.state == b.state && a.mon == b.mon));
   }
 };
 
@@ -77,6 +79,7 @@ struct ModelReq {  // One lock request, waiter or grant.
   int gw = 0;
   int32_t state = 0;
   bool reclaim = false;
+  bool mon = true;  // False for NM_LOCK.
   // Grants only:
   uint64_t token = 0;
   uint64_t sequence = 0;
@@ -151,9 +154,9 @@ class ReferenceModel {
   void MarkDone(int client);
   void Record(int client, int32_t state);
   // Releases holdings matching pred(client, owner (-1 for shares), gw,
-  // state) in file order (only `file` unless it is -1).
+  // state, monitored) in file order (only `file` unless it is -1).
   void Release(const std::function<bool(int client, int owner, int gw,
-                                        int32_t state)>& pred,
+                                        int32_t state, bool mon)>& pred,
                int file = -1);
 
   CoreOptions options_;

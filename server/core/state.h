@@ -36,6 +36,7 @@ struct LockEntry {
   int32_t client_state = 0;
   bool exclusive = false;
   bool unconfirmed = false;  // Granted to a waiter, Granted event not acked.
+  bool monitored = true;     // False for NM_LOCK: SM_NOTIFY leaves it alone.
 
   Interval interval() const { return Interval{start, end}; }
 };
@@ -49,6 +50,7 @@ struct WaiterEntry {
   int32_t client_state = 0;
   bool exclusive = false;
   bool reclaim = false;
+  bool monitored = true;  // As LockEntry::monitored, carried into the grant.
   int64_t queued_ms = 0;
   std::string callback;
   std::string cookie;

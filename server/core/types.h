@@ -94,6 +94,9 @@ struct LockCmd {  // NLM LOCK / NM_LOCK
   bool exclusive = false;
   bool block = false;
   bool reclaim = false;
+  // NLM LOCK (true): the client is monitored, so its SM_NOTIFY releases
+  // the lock. NM_LOCK (false): only FREE_ALL (or an admin) releases it.
+  bool monitored = true;
   int32_t client_state = 0;  // lockargs.state; 0 = not reported.
   std::string callback;      // Echoed in the Granted event (blocking only).
   std::string cookie;        // Echoed in the Granted event.

@@ -30,6 +30,7 @@ struct LockInfo {
   int32_t client_state = 0;
   int64_t granted_ms = 0;
   bool unconfirmed = false;        // Granted to a waiter, not yet acked.
+  bool monitored = true;           // False for NM_LOCK locks.
   int64_t grant_deadline_ms = 0;   // When unconfirmed.
   uint64_t grant_event_sequence = 0;
 };
@@ -46,6 +47,7 @@ struct WaiterInfo {
   int64_t queued_ms = 0;
   std::string callback;
   std::string cookie;
+  bool monitored = true;  // False for NM_LOCK waiters.
 };
 
 struct ShareInfo {
