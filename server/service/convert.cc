@@ -123,6 +123,7 @@ absl::StatusOr<core::LockCmd> ToCommand(const v1::LockRequest& r) {
   c.block = r.block();
   c.reclaim = r.reclaim();
   c.client_state = r.client_state();
+  c.monitored = r.monitored();
   if (r.block()) c.callback = r.callback().SerializeAsString();
   c.cookie = r.cookie();
   return c;
@@ -308,6 +309,7 @@ void ToProto(const core::LockInfo& in, v1::Lock* out) {
   out->set_gateway_id(in.gateway);
   SetTimestampMs(in.granted_ms, out->mutable_granted_at());
   out->set_confirmed(!in.unconfirmed);
+  out->set_monitored(in.monitored);
   if (in.unconfirmed) {
     SetTimestampMs(in.grant_deadline_ms, out->mutable_confirm_deadline());
   }
@@ -375,6 +377,45 @@ bool ToNotificationEvent(const core::Event& e, v1::NotificationEvent* out) {
     return true;
   }
   return false;
+}
+
+void FillResponse(const core::Reply& r, v1::TestResponse* out) {
+  out->set_status(ToProto(r.status));
+  if (r.holder) ToProto(*r.holder, out->mutable_conflicting_holder());
+}
+
+void FillResponse(const core::Reply& r, v1::LockResponse* out) {
+  out->set_status(ToProto(r.status));
+  if (r.holder) ToProto(*r.holder, out->mutable_conflicting_holder());
+  out->set_fencing_token(r.fencing_token);
+}
+
+void FillResponse(const core::Reply& r, v1::CancelResponse* out) {
+  out->set_status(ToProto(r.status));
+}
+
+void FillResponse(const core::Reply& r, v1::UnlockResponse* out) {
+  out->set_status(ToProto(r.status));
+}
+
+void FillResponse(const core::Reply& r, v1::ShareResponse* out) {
+  out->set_status(ToProto(r.status));
+}
+
+void FillResponse(const core::Reply& r, v1::UnshareResponse* out) {
+  out->set_status(ToProto(r.status));
+}
+
+void FillResponse(const core::Reply& r, v1::FreeAllResponse* out) {
+  // The core reports one total (locks + shares + waiters).
+  out->set_released_locks(r.released);
+}
+
+void FillResponse(const core::Reply& r, v1::AckGrantResponse* out) {
+  out->set_applied(r.status != core::LockStatus::kNotFound);
+  // A confirmed grant reports its fencing token; an expired or refused one
+  // reports none.
+  out->set_lock_held(r.fencing_token != 0);
 }
 
 }  // namespace lockwarden::service

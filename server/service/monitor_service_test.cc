@@ -103,6 +103,24 @@ TEST_F(MonitorServiceTest, StaleNotifyReleasesNothingFreshNotifyReleasesOlderLoc
   EXPECT_TRUE(Notify("client-1", 7).stale()) << "a repeated notify is stale";
 }
 
+TEST_F(MonitorServiceTest, NotifySparesNmLockLocks) {
+  v1::LockRequest nm = LockReq("client-1", 1, "fh", 0, 10);
+  nm.set_client_state(5);
+  nm.set_monitored(false);  // NM_LOCK: only FREE_ALL releases it.
+  ASSERT_EQ(Lock(nm), v1::LOCK_STATUS_GRANTED);
+  v1::LockRequest mon = LockReq("client-1", 2, "fh", 20, 10);
+  mon.set_client_state(5);
+  ASSERT_EQ(Lock(mon), v1::LOCK_STATUS_GRANTED);
+
+  v1::NotifyResponse fresh = Notify("client-1", 7);
+  EXPECT_FALSE(fresh.stale());
+  EXPECT_EQ(fresh.released_locks(), 1u);
+  v1::ListLocksResponse locks = ListLocks();
+  ASSERT_EQ(locks.locks_size(), 1);
+  EXPECT_EQ(locks.locks(0).owner().svid(), 1u);
+  EXPECT_FALSE(locks.locks(0).monitored());
+}
+
 TEST_F(MonitorServiceTest, NotifyQueuesStatusCallbacksForRegistrations) {
   Mon("client-1", "kernel-lockd-host");
   Notify("client-1", 9);
