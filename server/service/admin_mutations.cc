@@ -24,6 +24,7 @@
 namespace lockwarden::service {
 namespace {
 
+using admin_internal::Audit;
 using admin_internal::Finish;
 
 // Last byte of a range, inclusive (length 0 and overflow mean end of file).
@@ -249,8 +250,11 @@ std::string DescribeTarget(const v1::ForceReleaseRequest& r) {
   }
 }
 
-void Audit(absl::string_view call, const std::string& caller, const std::string& reason,
-           absl::string_view target, const absl::Status& outcome) {
+}  // namespace
+
+void admin_internal::Audit(absl::string_view call, const std::string& caller,
+                           const std::string& reason, absl::string_view target,
+                           const absl::Status& outcome) {
   LogEvent(outcome.ok() ? LogLevel::kInfo : LogLevel::kWarn, "admin_audit",
            {{"call", call},
             {"caller", caller},
@@ -258,8 +262,6 @@ void Audit(absl::string_view call, const std::string& caller, const std::string&
             {"target", target},
             {"outcome", outcome.ok() ? std::string("ok") : outcome.ToString()}});
 }
-
-}  // namespace
 
 absl::Status AdminServiceImpl::Admit(grpc::CallbackServerContext* ctx, absl::string_view call,
                                      const std::string& reason,

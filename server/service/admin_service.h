@@ -7,6 +7,9 @@
 //                       pending events
 //   admin_mutations.cc  force-release, client reboot, gateway reset,
 //                       step-down (each audited, each authorised by `auth`)
+//   admin_maintenance.cc  drain a gateway identity, end a grace period
+//   admin_activity.cc   gateway/client activity, streams and drain flags,
+//                       fed by a server interceptor
 //   admin_snapshot.cc   ExportSnapshot (consistent, chunked, SHA-256)
 //
 // Views read the core under CoreRunner::ReadNow (the core's mutex), one page
@@ -26,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "lockwarden/v1/admin_service.grpc.pb.h"
+#include "server/service/admin_activity.h"
 #include "server/service/auth.h"
 #include "server/service/core_runner.h"
 #include "server/store/state_store.h"
@@ -50,6 +54,10 @@ class LeadershipControl {
   // Gives up leadership; returns the new leader's address if one took over
   // before returning, else "". FAILED_PRECONDITION if not the leader.
   virtual absl::StatusOr<std::string> StepDown(const std::string& reason) = 0;
+  // Leadership transitions (elected or lost) this process has gone through
+  // since it started; exported as lockwarden_leader_changes_total. The
+  // replicated server counts them; 0 where leadership never changes.
+  virtual uint64_t LeaderChanges() const { return 0; }
 };
 
 // Facts about this process for GetServerStatus.
@@ -74,11 +82,17 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
         clock_(clock),
         info_(std::move(info)),
         auth_(std::move(auth)),
-        leadership_(leadership) {}
+        leadership_(leadership),
+        activity_(clock) {}
 
   // Called once the listener is bound: with --listen=HOST:0, the address
   // GetServerStatus reports carries the real port.
   void SetBoundPort(int port) { bound_port_.store(port); }
+
+  // Request activity, streams and drain flags. Register
+  // activity()->NewInterceptorFactory() on the server that hosts the
+  // LockService and MonitorService (see admin_activity.h).
+  GatewayActivity* activity() { return &activity_; }
 
   // ---- Views (admin_service.cc) ----
   grpc::ServerUnaryReactor* ListLocks(grpc::CallbackServerContext* ctx,
@@ -129,6 +143,11 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                      const v1::StepDownRequest* request,
                                      v1::StepDownResponse* response) override;
 
+  // ---- Maintenance (admin_maintenance.cc) ----
+  grpc::ServerUnaryReactor* DrainGateway(grpc::CallbackServerContext* ctx,
+                                         const v1::DrainGatewayRequest* request,
+                                         v1::DrainGatewayResponse* response) override;
+
   // ---- Snapshots (admin_snapshot.cc) ----
   grpc::ServerWriteReactor<v1::ExportSnapshotResponse>* ExportSnapshot(
       grpc::CallbackServerContext* ctx, const v1::ExportSnapshotRequest* request) override;
@@ -144,12 +163,17 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   const ServerInfo info_;
   const AdminAuthorizer auth_;
   LeadershipControl* const leadership_;
+  GatewayActivity activity_;
   std::atomic<int> bound_port_{0};
   std::atomic<bool> export_running_{false};
 };
 
 // Shared by the admin_*.cc files.
 namespace admin_internal {
+
+// One "admin_audit" log line for a mutation.
+void Audit(absl::string_view call, const std::string& caller, const std::string& reason,
+           absl::string_view target, const absl::Status& outcome);
 
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
                                  const absl::Status& status);

@@ -7,6 +7,7 @@
 // page boundary; a listing is a snapshot per page, not across pages.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <variant>
@@ -288,6 +289,11 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListClients(
       c.set_waiter_count(h->second.waiters);
       for (const std::string& g : h->second.gateways) c.add_gateway_ids(g);
     }
+    // Activity is what this leader has seen since it started serving.
+    if (std::optional<int64_t> ms = activity_.ClientLastActivityMs(name)) {
+      SetTimestampMs(*ms, c.mutable_last_activity_at());
+    }
+    for (const std::string& a : activity_.ClientAddresses(name)) c.add_addresses(a);
     rows.push_back(std::move(c));
   }
   response->set_next_page_token(PageByOffset(
@@ -389,6 +395,18 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGateways(
     auto locks = counts.locks_by_gateway.find(r.info.name);
     out->set_lock_count(locks == counts.locks_by_gateway.end() ? 0 : locks->second);
     out->set_monitored_client_count(r.monitored_clients);
+    out->set_draining(activity_.IsDraining(r.info.name));
+    if (std::optional<int64_t> ms = activity_.GatewayLastSeenMs(r.info.name)) {
+      SetTimestampMs(*ms, out->mutable_last_seen_at());
+    }
+    for (const StreamInfo& st : activity_.Streams(r.info.name)) {
+      v1::GatewayStream* gs = out->add_streams();
+      gs->set_kind(st.kind == StreamKind::kGrants ? v1::STREAM_KIND_GRANTS
+                                                  : v1::STREAM_KIND_NOTIFICATIONS);
+      gs->set_instance_name(st.instance_name);
+      gs->set_peer_address(st.peer);
+      SetTimestampMs(st.connected_ms, gs->mutable_connected_at());
+    }
   }));
   response->set_total_size(rows.size());
   return Finish(ctx, absl::OkStatus());

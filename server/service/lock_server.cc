@@ -81,6 +81,14 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::Start(
   std::unique_ptr<LockServer> s(new LockServer);
   s->options_ = options;
   if (s->options_.server_id.empty()) s->options_.server_id = HostName();
+  // With metrics on, the pipeline commits through a store that times every
+  // durable commit (metrics.h).
+  MeteredStateStore* metered = nullptr;
+  if (!options.metrics_listen.empty()) {
+    auto wrapped = std::make_unique<MeteredStateStore>(std::move(store));
+    metered = wrapped.get();
+    store = std::move(wrapped);
+  }
   s->store_ = std::move(store);
 
   auto core = RecoverCore(*s->store_, options.core, &s->recovery_, clock);
@@ -115,15 +123,22 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  // First: gateway activity, streams and drain (it may rewrite a request).
+  interceptors.push_back(s->admin_service_->activity()->NewInterceptorFactory());
   if (!options.metrics_listen.empty()) {
-    auto metrics = ServerMetrics::Start(options.metrics_listen, s->runner_.get());
+    MetricsSources sources;
+    sources.runner = s->runner_.get();
+    sources.activity = s->admin_service_->activity();
+    sources.leadership = options.leadership;
+    sources.store = metered;
+    auto metrics = ServerMetrics::Start(options.metrics_listen, sources);
     if (!metrics.ok()) return metrics.status();
     s->metrics_ = *std::move(metrics);
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-        interceptors;
     interceptors.push_back(s->metrics_->NewInterceptorFactory());
-    builder.experimental().SetInterceptorCreators(std::move(interceptors));
   }
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(s->lock_service_.get());
   builder.RegisterService(s->monitor_service_.get());
   builder.RegisterService(s->admin_service_.get());

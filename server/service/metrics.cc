@@ -11,7 +11,10 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace lockwarden::service {
@@ -38,26 +41,37 @@ void AddValue(prometheus::MetricFamily* f, double v,
   f->metric.push_back(std::move(m));
 }
 
-// Reads the core's counters and the pipeline's statistics on every scrape.
+// Reads the core's counters, the pipeline's statistics, activity and
+// leadership on every scrape.
 class StateCollector final : public prometheus::Collectable {
  public:
-  explicit StateCollector(CoreRunner* runner) : runner_(runner) {}
+  explicit StateCollector(MetricsSources sources) : src_(sources) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     using prometheus::MetricType;
     std::vector<prometheus::MetricFamily> out;
     core::CoreCounters c;
     std::vector<core::GatewayInfo> gateways;
-    if (!runner_
+    std::vector<int64_t> oldest_event_ms;  // Per gateway; 0 = none pending.
+    if (!src_.runner
              ->ReadNow([&](const core::LockCore& core, int64_t) {
                c = core.Counters();
                gateways = core.ListGateways();
+               for (const core::GatewayInfo& g : gateways) {
+                 std::vector<core::Event> first = core.PendingEvents(g.name, 0, 1);
+                 oldest_event_ms.push_back(first.empty() ? 0 : first.front().created_ms);
+               }
              })
              .ok()) {
       return out;
     }
+    const int64_t now_ms = absl::ToUnixMillis(absl::Now());
     auto gauge = [&out](const char* name, const char* help, double v) {
       out.push_back(Family(name, help, MetricType::Gauge));
+      AddValue(&out.back(), v);
+    };
+    auto counter = [&out](const char* name, const char* help, double v) {
+      out.push_back(Family(name, help, MetricType::Counter));
       AddValue(&out.back(), v);
     };
     gauge("locks", "Locks held.", c.locks);
@@ -69,9 +83,8 @@ class StateCollector final : public prometheus::Collectable {
     gauge("pending_events", "Unacknowledged grant and notification events.", c.events);
     gauge("unconfirmed_grants", "Grants sent to waiters, not yet acknowledged.",
           c.unconfirmed_grants);
-    out.push_back(Family("events_dropped_total", "Oldest events evicted at the outbox limit.",
-                         MetricType::Counter));
-    AddValue(&out.back(), c.events_dropped);
+    counter("events_dropped_total", "Oldest events evicted at the outbox limit.",
+            c.events_dropped);
 
     auto state = Family("gateway_nsm_state", "NSM state number per gateway identity.",
                         MetricType::Gauge);
@@ -79,20 +92,29 @@ class StateCollector final : public prometheus::Collectable {
                         MetricType::Gauge);
     auto pending = Family("gateway_pending_events", "Pending events per gateway identity.",
                           MetricType::Gauge);
-    for (const core::GatewayInfo& g : gateways) {
-      AddValue(&state, g.nsm_state, {{"gateway", g.name}});
-      AddValue(&grace, g.grace_until_ms != 0 ? 1 : 0, {{"gateway", g.name}});
-      AddValue(&pending, static_cast<double>(g.pending_events), {{"gateway", g.name}});
+    auto lag = Family("gateway_oldest_event_age_seconds",
+                      "Event-stream lag: age of the oldest unacknowledged event (0: none).",
+                      MetricType::Gauge);
+    auto draining = Family("gateway_draining", "1 while the gateway identity is drained.",
+                           MetricType::Gauge);
+    for (size_t i = 0; i < gateways.size(); ++i) {
+      const core::GatewayInfo& g = gateways[i];
+      const std::vector<prometheus::ClientMetric::Label> label = {{"gateway", g.name}};
+      AddValue(&state, g.nsm_state, label);
+      AddValue(&grace, g.grace_until_ms != 0 ? 1 : 0, label);
+      AddValue(&pending, static_cast<double>(g.pending_events), label);
+      const int64_t oldest = oldest_event_ms[i];
+      AddValue(&lag, oldest == 0 ? 0.0 : std::max<int64_t>(0, now_ms - oldest) / 1000.0, label);
+      AddValue(&draining,
+               src_.activity != nullptr && src_.activity->IsDraining(g.name) ? 1 : 0, label);
     }
     out.push_back(std::move(state));
     out.push_back(std::move(grace));
     out.push_back(std::move(pending));
+    out.push_back(std::move(lag));
+    out.push_back(std::move(draining));
 
-    const store::CommitPipelineStats s = runner_->PipelineStats();
-    auto counter = [&out](const char* name, const char* help, double v) {
-      out.push_back(Family(name, help, MetricType::Counter));
-      AddValue(&out.back(), v);
-    };
+    const store::CommitPipelineStats s = src_.runner->PipelineStats();
     counter("commits_total", "Durable store commits (group commits).", s.commits);
     counter("commit_mutations_total", "Mutations committed.", s.mutations);
     counter("commits_failed_total", "Failed store commits.", s.failed_commits);
@@ -102,11 +124,60 @@ class StateCollector final : public prometheus::Collectable {
           absl::ToDoubleSeconds(s.last_commit_latency));
     gauge("commit_latency_seconds_p50", "Median durable-commit latency.",
           absl::ToDoubleSeconds(s.p50_commit_latency));
+
+    if (src_.activity != nullptr) CollectActivity(*src_.activity, &out);
+    CollectLeadership(&out);
     return out;
   }
 
  private:
-  CoreRunner* const runner_;
+  static void CollectActivity(const GatewayActivity& a,
+                              std::vector<prometheus::MetricFamily>* out) {
+    using prometheus::MetricType;
+    auto streams = Family("event_streams", "Open gateway event streams.", MetricType::Gauge);
+    AddValue(&streams, a.StreamCount(StreamKind::kGrants), {{"kind", "grants"}});
+    AddValue(&streams, a.StreamCount(StreamKind::kNotifications), {{"kind", "notifications"}});
+    out->push_back(std::move(streams));
+    const DeliveryCounts d = a.Deliveries();
+    auto grants = Family("grant_acks_total", "GRANTED deliveries acknowledged, by outcome.",
+                         MetricType::Counter);
+    AddValue(&grants, d.grants_delivered, {{"outcome", "delivered"}});
+    AddValue(&grants, d.grants_refused, {{"outcome", "refused"}});
+    AddValue(&grants, d.grants_failed, {{"outcome", "undeliverable"}});
+    out->push_back(std::move(grants));
+    auto notes = Family("notification_acks_total",
+                        "SM_NOTIFY and status-callback deliveries reported, by outcome.",
+                        MetricType::Counter);
+    AddValue(&notes, d.notifications_delivered, {{"outcome", "delivered"}});
+    AddValue(&notes, d.notifications_failed, {{"outcome", "failed"}});
+    out->push_back(std::move(notes));
+    out->push_back(Family("drained_blocking_locks_total",
+                          "Blocking LOCKs answered at once because their gateway is drained.",
+                          MetricType::Counter));
+    AddValue(&out->back(), d.drained_blocking_locks);
+  }
+
+  void CollectLeadership(std::vector<prometheus::MetricFamily>* out) const {
+    using prometheus::MetricType;
+    const bool leader = src_.leadership == nullptr ||
+                        src_.leadership->Role() == v1::SERVER_ROLE_LEADER;
+    out->push_back(Family("is_leader", "1 while this server is the serving leader.",
+                          MetricType::Gauge));
+    AddValue(&out->back(), leader ? 1 : 0);
+    out->push_back(Family("leader_changes_total",
+                          "Leadership transitions (elected or lost) of this process.",
+                          MetricType::Counter));
+    AddValue(&out->back(),
+             src_.leadership == nullptr ? 0 : src_.leadership->LeaderChanges());
+    if (src_.store != nullptr) {
+      out->push_back(Family("fencing_token",
+                            "Store epoch (fencing token) this leader writes under.",
+                            MetricType::Gauge));
+      AddValue(&out->back(), static_cast<double>(src_.store->FencingToken()));
+    }
+  }
+
+  const MetricsSources src_;
 };
 
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
@@ -165,8 +236,54 @@ const char* CodeName(grpc::StatusCode code) {
 
 }  // namespace
 
+MeteredStateStore::MeteredStateStore(std::unique_ptr<store::StateStore> inner)
+    : inner_(std::move(inner)), registry_(std::make_shared<prometheus::Registry>()) {
+  // Commit latency buckets from 100 us (RocksDB fsync on fast disks) to
+  // 10 s (an etcd quorum losing its leader).
+  static const prometheus::Histogram::BucketBoundaries kLatency = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+      0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+  // Mutations per commit up to the RocksDB batch limit (4096).
+  static const prometheus::Histogram::BucketBoundaries kSize = {
+      1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+  latency_ = &prometheus::BuildHistogram()
+                  .Name("lockwarden_store_commit_duration_seconds")
+                  .Help("Durable-commit latency: one StateStore::Commit (group commit).")
+                  .Register(*registry_)
+                  .Add({}, kLatency);
+  mutations_ = &prometheus::BuildHistogram()
+                    .Name("lockwarden_store_commit_mutations")
+                    .Help("Commit batch size: mutations per durable commit.")
+                    .Register(*registry_)
+                    .Add({}, kSize);
+  failed_ = &prometheus::BuildCounter()
+                 .Name("lockwarden_store_commits_failed_total")
+                 .Help("StateStore commits that returned an error.")
+                 .Register(*registry_)
+                 .Add({});
+}
+
+MeteredStateStore::~MeteredStateStore() = default;
+
+absl::Status MeteredStateStore::Commit(const Delta& batch) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status s = inner_->Commit(batch);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (s.ok()) {
+    latency_->Observe(seconds);
+    mutations_->Observe(static_cast<double>(batch.size()));
+  } else {
+    failed_->Increment();
+  }
+  return s;
+}
+
 absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::string& listen,
-                                                                    CoreRunner* runner) {
+                                                                    MetricsSources sources) {
+  if (sources.runner == nullptr) {
+    return absl::InvalidArgumentError("metrics: a CoreRunner is required");
+  }
   std::unique_ptr<ServerMetrics> m(new ServerMetrics);
   m->registry_ = std::make_shared<prometheus::Registry>();
   m->requests_ = &prometheus::BuildCounter()
@@ -177,7 +294,7 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
                      .Name("lockwarden_grpc_request_duration_seconds")
                      .Help("gRPC request latency by method (streams: their lifetime).")
                      .Register(*m->registry_);
-  m->state_ = std::make_shared<StateCollector>(runner);
+  m->state_ = std::make_shared<StateCollector>(sources);
   try {
     m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
   } catch (const std::exception& e) {
@@ -186,6 +303,7 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
   }
   m->exposer_->RegisterCollectable(m->registry_);
   m->exposer_->RegisterCollectable(m->state_);
+  if (sources.store != nullptr) m->exposer_->RegisterCollectable(sources.store->registry());
   const std::vector<int> ports = m->exposer_->GetListeningPorts();
   m->port_ = ports.empty() ? 0 : ports.front();
   return m;

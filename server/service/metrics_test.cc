@@ -65,13 +65,29 @@ TEST_F(MetricsTest, ScrapeHasTheNamedSeries) {
         "lockwarden_gateway_in_grace{gateway=\"gw-a\"} 0", "lockwarden_commits_total ",
         "lockwarden_commit_batch_size_mean ", "lockwarden_commit_latency_seconds_p50 ",
         "lockwarden_grpc_requests_total{code=\"OK\",method=\"/lockwarden.v1.LockService/Lock\"} 2",
-        "lockwarden_grpc_request_duration_seconds_count{method=\"/lockwarden.v1.LockService/Lock\"} 2"}) {
+        "lockwarden_grpc_request_duration_seconds_count{method=\"/lockwarden.v1.LockService/Lock\"} 2",
+        // Durable commits through the metered store: at least the two LOCKs.
+        "lockwarden_store_commit_duration_seconds_count ",
+        "lockwarden_store_commit_duration_seconds_bucket{le=\"0.0001\"} ",
+        "lockwarden_store_commit_mutations_count ",
+        "lockwarden_store_commit_mutations_bucket{le=\"1\"} ",
+        "lockwarden_store_commits_failed_total 0",
+        "lockwarden_gateway_oldest_event_age_seconds{gateway=\"gw-a\"} 0",
+        "lockwarden_gateway_draining{gateway=\"gw-a\"} 0",
+        "lockwarden_event_streams{kind=\"grants\"} 0",
+        "lockwarden_event_streams{kind=\"notifications\"} 0",
+        "lockwarden_grant_acks_total{outcome=\"delivered\"} 0",
+        "lockwarden_notification_acks_total{outcome=\"delivered\"} 0",
+        "lockwarden_notification_acks_total{outcome=\"failed\"} 0",
+        "lockwarden_drained_blocking_locks_total 0",
+        "lockwarden_is_leader 1", "lockwarden_leader_changes_total 0",
+        "lockwarden_fencing_token 0"}) {
     EXPECT_NE(text.find(series), std::string::npos) << "missing " << series << " in\n" << text;
   }
 }
 
 TEST(ServerMetricsTest, UnusableListenAddressIsUnavailable) {
-  auto m = ServerMetrics::Start("256.0.0.1:99999", nullptr);
+  auto m = ServerMetrics::Start("256.0.0.1:99999", MetricsSources{});
   EXPECT_FALSE(m.ok());
 }
 

@@ -1,0 +1,142 @@
+// AdminService maintenance calls over real gRPC on loopback: DrainGateway
+// (no new waiters, queued ones still granted, visible in ListGateways),
+// gateway activity (streams, last_seen_at) and client activity.
+#include <string>
+
+#include "gtest/gtest.h"
+#include "server/service/service_test_util.h"
+#include "server/store/memory_store.h"
+
+namespace lockwarden::service::testing {
+namespace {
+
+class AdminMaintenanceTest : public ServiceTest {
+ protected:
+  void SetUp() override { StartServer(&store_); }
+
+  grpc::Status Drain(const std::string& gateway, bool drain,
+                     v1::DrainGatewayResponse* out = nullptr) {
+    v1::DrainGatewayRequest r;
+    r.set_request_id(NextRequestId());
+    r.set_reason("maintenance test");
+    r.set_gateway_id(gateway);
+    r.set_drain(drain);
+    v1::DrainGatewayResponse resp;
+    grpc::Status s = admin_->DrainGateway(Ctx().get(), r, &resp);
+    if (out != nullptr) *out = resp;
+    return s;
+  }
+
+  v1::Gateway GatewayA() {
+    v1::ListGatewaysRequest r;
+    r.set_gateway_id("gw-a");
+    v1::ListGatewaysResponse resp;
+    grpc::Status s = admin_->ListGateways(Ctx().get(), r, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.gateways_size() == 1 ? resp.gateways(0) : v1::Gateway();
+  }
+
+  store::MemoryStore store_;
+};
+
+TEST_F(AdminMaintenanceTest, DrainedGatewayQueuesNoNewWaitersButGrantsQueuedOnes) {
+  ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 100)), v1::LOCK_STATUS_GRANTED);
+  ASSERT_EQ(Lock(LockReq("c2", 2, "f1", 0, 10, true, true)), v1::LOCK_STATUS_BLOCKED);
+
+  v1::DrainGatewayResponse d;
+  grpc::Status s = Drain("gw-a", true, &d);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(d.draining());
+  EXPECT_EQ(d.waiter_count(), 1u);
+  EXPECT_TRUE(GatewayA().draining());
+
+  // A new blocking LOCK that conflicts is answered DENIED, not queued.
+  v1::LockResponse denied;
+  EXPECT_EQ(Lock(LockReq("c3", 3, "f1", 50, 10, true, true), &denied),
+            v1::LOCK_STATUS_DENIED);
+  EXPECT_EQ(denied.conflicting_holder().owner().client_name(), "c1");
+  // An uncontended blocking LOCK is still granted at once.
+  EXPECT_EQ(Lock(LockReq("c3", 3, "f2", 0, 10, true, true)), v1::LOCK_STATUS_GRANTED);
+  // The waiter queued before the drain is granted when the holder leaves.
+  ASSERT_EQ(Unlock("c1", 1, "f1", 0, 100), v1::LOCK_STATUS_GRANTED);
+  v1::ListWaitersResponse w;
+  ASSERT_TRUE(admin_->ListWaiters(Ctx().get(), v1::ListWaitersRequest(), &w).ok());
+  EXPECT_EQ(w.waiters_size(), 0);
+  bool c2_holds = false;
+  const v1::ListLocksResponse locks = ListLocks("f1");
+  for (const v1::Lock& l : locks.locks()) {
+    c2_holds |= l.owner().client_name() == "c2";
+  }
+  EXPECT_TRUE(c2_holds);
+
+  // Undrain: blocking LOCKs queue again.
+  ASSERT_TRUE(Drain("gw-a", false, &d).ok());
+  EXPECT_FALSE(d.draining());
+  EXPECT_FALSE(GatewayA().draining());
+  EXPECT_EQ(Lock(LockReq("c4", 4, "f2", 0, 10, true, true)), v1::LOCK_STATUS_BLOCKED);
+}
+
+TEST_F(AdminMaintenanceTest, DrainNeedsAKnownGatewayAndAReason) {
+  EXPECT_EQ(Drain("gw-nobody", true).error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 10)), v1::LOCK_STATUS_GRANTED);
+  v1::DrainGatewayRequest r;
+  r.set_gateway_id("gw-a");
+  r.set_drain(true);
+  v1::DrainGatewayResponse resp;
+  EXPECT_EQ(admin_->DrainGateway(Ctx().get(), r, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(GatewayA().draining());
+}
+
+TEST_F(AdminMaintenanceTest, ListGatewaysShowsOpenStreamsAndLastSeen) {
+  ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 10)), v1::LOCK_STATUS_GRANTED);
+  v1::Gateway g = GatewayA();
+  EXPECT_TRUE(g.has_last_seen_at());
+  EXPECT_EQ(g.streams_size(), 0);
+
+  grpc::ClientContext ctx;
+  v1::WatchGrantsRequest wr;
+  wr.set_gateway_id("gw-a");
+  wr.set_instance_name("gateway-pod-0");
+  auto reader = lock_->WatchGrants(&ctx, wr);
+  // The stream is registered once the server has read its request.
+  for (int i = 0; i < 200 && g.streams_size() == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    g = GatewayA();
+  }
+  ASSERT_EQ(g.streams_size(), 1);
+  EXPECT_EQ(g.streams(0).kind(), v1::STREAM_KIND_GRANTS);
+  EXPECT_EQ(g.streams(0).instance_name(), "gateway-pod-0");
+  EXPECT_NE(g.streams(0).peer_address().find("127.0.0.1"), std::string::npos);
+  EXPECT_TRUE(g.streams(0).has_connected_at());
+
+  ctx.TryCancel();
+  (void)reader->Finish();
+  for (int i = 0; i < 200 && g.streams_size() != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    g = GatewayA();
+  }
+  EXPECT_EQ(g.streams_size(), 0);
+}
+
+TEST_F(AdminMaintenanceTest, ListClientsShowsLastActivityAndNotifySourceAddress) {
+  ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 10)), v1::LOCK_STATUS_GRANTED);
+  v1::NotifyRequest n;
+  n.set_request_id(NextRequestId());
+  n.set_gateway_id("gw-a");
+  n.set_mon_name("c1");
+  n.set_state(3);
+  n.set_source_address("198.18.0.7");
+  v1::NotifyResponse nr;
+  ASSERT_TRUE(monitor_->Notify(Ctx().get(), n, &nr).ok());
+  v1::ListClientsRequest r;
+  v1::ListClientsResponse resp;
+  ASSERT_TRUE(admin_->ListClients(Ctx().get(), r, &resp).ok());
+  ASSERT_EQ(resp.clients_size(), 1);
+  EXPECT_TRUE(resp.clients(0).has_last_activity_at());
+  ASSERT_EQ(resp.clients(0).addresses_size(), 1);
+  EXPECT_EQ(resp.clients(0).addresses(0), "198.18.0.7");
+}
+
+}  // namespace
+}  // namespace lockwarden::service::testing
