@@ -288,6 +288,7 @@ void GrantDelivery::Attempt(uint64_t sequence) {
                                 : uint32_t{NLMPROC4_GRANTED};
   {
     absl::MutexLock lock(&mu_);
+    if (d->attempts > 0) ++stats_.retries;
     ++d->attempts;
     ++stats_.attempts;
   }

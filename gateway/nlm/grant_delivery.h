@@ -99,6 +99,7 @@ struct GrantDeliveryStats {
   uint64_t events_received = 0;
   uint64_t events_skipped = 0;  // redelivered while already in hand
   uint64_t attempts = 0;        // GRANTED / GRANTED_MSG calls made
+  uint64_t retries = 0;         // attempts after an event's first
   uint64_t delivered = 0;
   uint64_t refused = 0;
   uint64_t undeliverable = 0;

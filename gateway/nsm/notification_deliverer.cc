@@ -317,6 +317,7 @@ void NotificationDeliverer::AttemptDone(const DeliveryPtr& d,
       {
         absl::MutexLock lock(&mu_);
         ++stats_.failed_attempts;
+        if (d->event.has_sm_notify()) ++stats_.notify_failed_attempts;
       }
       const std::vector<absl::Duration>& schedule = ScheduleFor(*d);
       if (d->attempts > schedule.size()) {
@@ -384,10 +385,13 @@ void NotificationDeliverer::Ack(const DeliveryPtr& d,
         } else if (status.ok()) {
           Erase(d);
           absl::MutexLock lock(&mu_);
+          const bool notify = d->event.has_sm_notify();
           if (outcome == v1::NOTIFICATION_OUTCOME_GAVE_UP) {
             ++stats_.gave_up;
+            if (notify) ++stats_.notify_gave_up;
           } else if (!d->self) {
             ++stats_.delivered;
+            if (notify) ++stats_.notify_delivered;
           }
         } else {
           LogEvent(LogLevel::kWarn, "nsm_ack_failed",

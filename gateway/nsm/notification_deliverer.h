@@ -87,6 +87,11 @@ struct DelivererStats {
   uint64_t gave_up = 0;          // acked GAVE_UP
   uint64_t refused_full = 0;     // Offer answered kFull
   uint64_t forgotten = 0;        // final ack not recorded; left to the server
+  // The SM_NOTIFY share of delivered / failed_attempts / gave_up (the rest
+  // are statd -> lockd status callbacks).
+  uint64_t notify_delivered = 0;
+  uint64_t notify_failed_attempts = 0;
+  uint64_t notify_gave_up = 0;
 };
 
 class NotificationDeliverer {

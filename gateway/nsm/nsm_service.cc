@@ -135,6 +135,14 @@ NsmService::NsmService(NsmOptions options, ServerClient* server,
   deliverer_->set_on_refetch([stream] { stream->RequestRefetch(); });
 }
 
+NsmServiceStats NsmService::stats() const {
+  NsmServiceStats s;
+  s.deliveries = deliverer_->stats();
+  s.stream = stream_->stats();
+  s.stream_connected = stream_->connected();
+  return s;
+}
+
 NsmService::~NsmService() { Stop(); }
 
 void NsmService::Start() {

@@ -49,6 +49,8 @@
 #include "absl/time/time.h"
 #include "gateway/client/server_client.h"
 #include "gateway/nsm/client_address_book.h"
+#include "gateway/nsm/notification_deliverer.h"
+#include "gateway/nsm/notification_stream.h"
 #include "gateway/rpc/dispatcher.h"
 #include "gateway/rpc/rpc_client.h"
 
@@ -128,6 +130,13 @@ struct NsmOptions {
   int max_ack_attempts = 5;
 };
 
+// Counters for metrics (gateway/metrics) and shutdown logs.
+struct NsmServiceStats {
+  DelivererStats deliveries;        // outgoing SM_NOTIFY and status callbacks
+  NotificationStreamStats stream;   // the WatchNotifications stream
+  bool stream_connected = false;
+};
+
 class NsmService {
  public:
   // Not owned; all must outlive the service.
@@ -147,6 +156,7 @@ class NsmService {
   void Stop();
 
   const NsmOptions& options() const { return options_; }
+  NsmServiceStats stats() const;
 
   // The state number of the last successful MonitorService answer (0 if
   // none yet); used in replies when the server cannot be reached.

@@ -45,12 +45,15 @@ class CallState {
  public:
   CallState(asio::io_context& io, std::shared_ptr<std::atomic<size_t>> slots,
             uint32_t xid, std::string message, RpcReplyCallback reply_cb,
-            RpcSentCallback sent_cb)
+            RpcSentCallback sent_cb, OutgoingCallObserver* observer,
+            std::string observed_message)
       : strand_(asio::make_strand(io)),
         deadline_(strand_),
         slots_(std::move(slots)),
         xid_(xid),
         message_(std::move(message)),
+        observer_(observer),
+        observed_message_(std::move(observed_message)),
         reply_cb_(std::move(reply_cb)),
         sent_cb_(std::move(sent_cb)) {}
   virtual ~CallState() = default;
@@ -65,6 +68,9 @@ class CallState {
     deadline_.cancel();
     CloseSocket();
     slots_->fetch_sub(1);
+    if (observer_ != nullptr) {
+      observer_->OnOutgoingDone(observed_message_, result.status());
+    }
     if (reply_cb_) {
       reply_cb_(std::move(result));
     } else {
@@ -101,6 +107,9 @@ class CallState {
   bool done_ = false;
 
  private:
+  OutgoingCallObserver* const observer_;
+  // The CALL without record marking, kept only for the observer.
+  const std::string observed_message_;
   RpcReplyCallback reply_cb_;
   RpcSentCallback sent_cb_;
 };
@@ -111,9 +120,10 @@ class RpcClient::UdpCall : public CallState,
   UdpCall(asio::io_context& io, const RpcClientOptions& options,
           std::shared_ptr<std::atomic<size_t>> slots, udp::endpoint to,
           uint32_t xid, std::string message, RpcReplyCallback reply_cb,
-          RpcSentCallback sent_cb)
+          RpcSentCallback sent_cb, std::string observed)
       : CallState(io, std::move(slots), xid, std::move(message),
-                  std::move(reply_cb), std::move(sent_cb)),
+                  std::move(reply_cb), std::move(sent_cb), options.observer,
+                  std::move(observed)),
         options_(options),
         to_(to),
         socket_(strand_),
@@ -216,9 +226,10 @@ class RpcClient::TcpCall : public CallState,
   TcpCall(asio::io_context& io, const RpcClientOptions& options,
           std::shared_ptr<std::atomic<size_t>> slots, tcp::endpoint to,
           uint32_t xid, std::string message, RpcReplyCallback reply_cb,
-          RpcSentCallback sent_cb)
+          RpcSentCallback sent_cb, std::string observed)
       : CallState(io, std::move(slots), xid, EncodeRecord(message),
-                  std::move(reply_cb), std::move(sent_cb)),
+                  std::move(reply_cb), std::move(sent_cb), options.observer,
+                  std::move(observed)),
         options_(options),
         to_(to),
         socket_(strand_),
@@ -341,15 +352,19 @@ void RpcClient::Call(const RpcEndpoint& to, const CallTarget& target,
                     " outgoing RPC calls in flight")));
     return;
   }
+  // Only the observer needs the CALL once more (without record marking).
+  std::string observed = options_.observer != nullptr ? *message : "";
   if (to.transport == TransportKind::kUdp) {
     std::make_shared<UdpCall>(io_, options_, in_flight_,
                               udp::endpoint(*address, to.port), xid,
-                              *std::move(message), std::move(done), nullptr)
+                              *std::move(message), std::move(done), nullptr,
+                              std::move(observed))
         ->Start();
   } else {
     std::make_shared<TcpCall>(io_, options_, in_flight_,
                               tcp::endpoint(*address, to.port), xid,
-                              *std::move(message), std::move(done), nullptr)
+                              *std::move(message), std::move(done), nullptr,
+                              std::move(observed))
         ->Start();
   }
 }
@@ -371,15 +386,19 @@ void RpcClient::Send(const RpcEndpoint& to, const CallTarget& target,
                 absl::ResourceExhaustedError("outgoing RPC limit reached"));
     return;
   }
+  // Only the observer needs the CALL once more (without record marking).
+  std::string observed = options_.observer != nullptr ? *message : "";
   if (to.transport == TransportKind::kUdp) {
     std::make_shared<UdpCall>(io_, options_, in_flight_,
                               udp::endpoint(*address, to.port), xid,
-                              *std::move(message), nullptr, std::move(done))
+                              *std::move(message), nullptr, std::move(done),
+                              std::move(observed))
         ->Start();
   } else {
     std::make_shared<TcpCall>(io_, options_, in_flight_,
                               tcp::endpoint(*address, to.port), xid,
-                              *std::move(message), nullptr, std::move(done))
+                              *std::move(message), nullptr, std::move(done),
+                              std::move(observed))
         ->Start();
   }
 }

@@ -57,6 +57,18 @@ struct RpcEndpoint {
   TransportKind transport = TransportKind::kUdp;
 };
 
+// Sees every outgoing call once, when it has finished (gateway/metrics
+// counts them). Runs on an io_context thread; must not block.
+class OutgoingCallObserver {
+ public:
+  virtual ~OutgoingCallObserver() = default;
+  // `call_message`: the encoded CALL (header and arguments); `status`: OK
+  // when the reply arrived (Call) or the message was sent (Send), else why
+  // not (an RPC-level error in the reply is still OK here).
+  virtual void OnOutgoingDone(absl::string_view call_message,
+                              const absl::Status& status) = 0;
+};
+
 struct RpcClientOptions {
   std::vector<absl::Duration> udp_retransmit_intervals = {
       absl::Milliseconds(500), absl::Seconds(1), absl::Seconds(2),
@@ -64,6 +76,7 @@ struct RpcClientOptions {
   absl::Duration timeout = absl::Seconds(10);
   size_t max_calls_in_flight = 256;
   size_t max_reply_bytes = kMaxRecordBytes;
+  OutgoingCallObserver* observer = nullptr;  // optional, not owned
 };
 
 // A received reply whose xid matched the call.
