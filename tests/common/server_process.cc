@@ -211,7 +211,11 @@ std::shared_ptr<grpc::Channel> ServerProcess::NewChannel() const {
   // A distinct connection per channel, so client threads do not share one
   // HTTP/2 connection unless they share the channel.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address(),
+                                   options_.channel_credentials != nullptr
+                                       ? options_.channel_credentials
+                                       : grpc::InsecureChannelCredentials(),
+                                   args);
 }
 
 std::string ServerProcess::LogTail(size_t max_bytes) const {

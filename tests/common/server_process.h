@@ -52,6 +52,9 @@ struct ServerProcessOptions {
   // Extra flags, e.g. {"--grant-timeout-ms=3600000"}.
   std::vector<std::string> extra_args;
   absl::Duration ready_timeout = kServerReadyTimeout;
+  // Credentials of NewChannel() (and so of the readiness check); default
+  // insecure. Set them when extra_args make the server listen with TLS.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
 
 class ServerProcess {
@@ -93,7 +96,8 @@ class ServerProcess {
   // The last `max_bytes` of the server's log (stdout + stderr).
   std::string LogTail(size_t max_bytes = 4096) const;
 
-  // A new insecure channel to the server (each call a distinct connection).
+  // A new channel to the server (each call a distinct connection), with
+  // options.channel_credentials (default insecure).
   std::shared_ptr<grpc::Channel> NewChannel() const;
 
  private:
