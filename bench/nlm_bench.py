@@ -19,10 +19,17 @@ Usage (root; prints figures, asserts nothing):
   bazel build -c opt //server:lockwarden-server //gateway:lockwarden-gateway \
       //tests/peers:nlm_client
   python3 bench/nlm_bench.py [--runs 5] [--seconds 3] [--clients 1,16,64]
+      [--systems lockwarden,ganesha] [--transports tcp,udp]
+      [--perf-dir DIR]   # perf record -g of server and gateway per run
+
+For lockwarden it also prints the CPU the server and the gateway used per
+pair (utime+stime from /proc/<pid>/stat over the run): unlike pairs/s this
+hardly depends on what else the shared machine is doing.
 """
 
 import argparse
 import os
+import signal
 import re
 import statistics
 import subprocess
@@ -34,21 +41,41 @@ from tests.harness import netns  # noqa: E402
 from tests.harness import peers  # noqa: E402
 
 NLM_PORT = 32803
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Set from --bin-dir in main(): the optimised build by default. (Not
+# peers.runfile: that takes the newest copy under bazel-out/*/bin, which is a
+# fastbuild binary whenever someone ran a test after the opt build.)
+BIN_DIR = os.path.join(REPO, 'bazel-out', 'k8-opt', 'bin')
+
+
+def binary(rel_path):
+    path = os.path.join(BIN_DIR, rel_path)
+    if not os.access(path, os.X_OK):
+        raise SystemExit('%s not built (see the usage above)' % path)
+    return path
+
+
+def cpu_seconds(pid):
+    """utime + stime of `pid` in seconds (from /proc/<pid>/stat)."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def start_lockwarden(host):
+    """Returns (file handle, {'server': pid, 'gateway': pid})."""
     data = os.path.join(host.dir, 'lw-data')
-    host.start([peers.runfile('server/lockwarden-server'),
+    server = host.start([binary('server/lockwarden-server'),
                 '--listen=127.0.0.1:7420', '--data-dir=' + data,
                 '--log-level=warn'],
                name='lockwarden-server', tcp_ports=[7420],
                ready_regex=r'listening on port', timeout=30)
-    host.start([peers.runfile('gateway/lockwarden-gateway'), '--name=' + host.name,
+    gateway = host.start([binary('gateway/lockwarden-gateway'), '--name=' + host.name,
                 '--server=127.0.0.1:7420', '--nlm-port=%d' % NLM_PORT,
                 '--nsm-port=662', '--portmap-port=111', '--log-level=warn'],
                name='lockwarden-gateway', tcp_ports=[NLM_PORT], udp_ports=[NLM_PORT],
                ready_regex=r'lockwarden-gateway ready', timeout=30)
-    return 'aa' * 32
+    return 'aa' * 32, {'server': server.pid, 'gateway': gateway.pid}
 
 
 def start_ganesha(host, client):
@@ -71,7 +98,7 @@ def run_load(client, server, fh, clients, seconds, udp, base_svid):
     start = time.monotonic()
     for i in range(clients):
         svid = base_svid + i
-        argv = client.wrap([peers.runfile('tests/peers/nlm_client'),
+        argv = client.wrap([binary('tests/peers/nlm_client'),
                             '--server', server, '--port', str(NLM_PORT),
                             '--caller', client.name, '--fh', fh, '--repeat',
                             str(repeat), '--summary', '--timeout-ms', '20000']
@@ -91,52 +118,112 @@ def run_load(client, server, fh, clients, seconds, udp, base_svid):
         lm = re.search(r'summary op=lock .*p50_us=(\d+) .*p99_us=(\d+)', out)
         p50s.append(int(lm.group(1)))
         p99s.append(int(lm.group(2)))
-    return calls / 2 / wall, statistics.median(p50s), max(p99s)
+    return calls / 2 / wall, statistics.median(p50s), max(p99s), wall
+
+
+def start_perf(perf_dir, pids, udp, clients, run):
+    """perf record -g (cpu-clock: this VM has no hardware counters) of each
+    lockwarden daemon for one run; returns the perf processes."""
+    os.makedirs(perf_dir, exist_ok=True)
+    procs = []
+    for name, pid in pids.items():
+        out = os.path.join(perf_dir, '%s-%s-c%d-r%d.data' % (
+            name, 'udp' if udp else 'tcp', clients, run))
+        procs.append(subprocess.Popen(
+            ['perf', 'record', '-e', 'cpu-clock', '-g', '-q', '-o', out,
+             '-p', str(pid)], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+    time.sleep(0.3)  # perf attaches before the load starts
+    return procs
+
+
+def stop_perf(procs):
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def main():
+    global BIN_DIR
     ap = argparse.ArgumentParser()
     ap.add_argument('--runs', type=int, default=5)
     ap.add_argument('--seconds', type=float, default=2.0)
     ap.add_argument('--clients', default='1,16,64')
+    ap.add_argument('--systems', default='lockwarden,ganesha')
+    ap.add_argument('--transports', default='tcp,udp')
+    ap.add_argument('--bin-dir', default=BIN_DIR,
+                    help='where the opt binaries are (default %(default)s)')
+    ap.add_argument('--perf-dir', default='',
+                    help='perf record -g the lockwarden daemons into DIR')
     args = ap.parse_args()
+    BIN_DIR = args.bin_dir
+    print('binaries from %s' % BIN_DIR)
     counts = [int(c) for c in args.clients.split(',')]
+    systems = args.systems.split(',')
+    udps = [t == 'udp' for t in args.transports.split(',')]
     netns.cleanup_stale()
     with netns.Topology(['client', 'lw', 'ganesha']) as topo:
         client, lw, gan = topo['client'], topo['lw'], topo['ganesha']
         client.start_rpcbind()
         client.start_statd()
-        lw_fh = start_lockwarden(lw)
-        gan_fh = start_ganesha(gan, client)
+        lw_fh, lw_pids = start_lockwarden(lw)
+        gan_fh = (start_ganesha(gan, client) if 'ganesha' in systems
+                  else None)
+        targets = [t for t in (('lockwarden', 'lw', lw_fh),
+                               ('ganesha', 'ganesha', gan_fh))
+                   if t[0] in systems]
         # Keep the client monitored on both (peer-sandbox.md).
-        for host, fh in (('lw', lw_fh), ('ganesha', gan_fh)):
+        for _, host, fh in targets:
             peers.nlm_client(client, ['--server', host, '--port', str(NLM_PORT),
                                       '--caller', 'client', '--fh', fh,
                                       'lock:svid=999999,excl=1,offset=999999,len=1'])
         results = {}
-        for udp in (False, True):
+        for udp in udps:
             for c in counts:
                 for run in range(args.runs):
-                    for name, host, fh in (('lockwarden', 'lw', lw_fh),
-                                           ('ganesha', 'ganesha', gan_fh)):
+                    for name, host, fh in targets:
                         base = 1000 + run * 1000
+                        lw_run = name == 'lockwarden'
+                        perf = (start_perf(args.perf_dir, lw_pids, udp, c, run)
+                                if lw_run and args.perf_dir else [])
+                        before = ({k: cpu_seconds(p) for k, p in lw_pids.items()}
+                                  if lw_run else {})
                         r = run_load(client, host, fh, c, args.seconds, udp, base)
-                        results.setdefault((name, udp, c), []).append(r)
-        print('| transport | clients | system | pairs/s (median of %d) | LOCK p50 µs | LOCK p99 µs |' % args.runs)
-        print('|---|---:|---|---:|---:|---:|')
-        for udp in (False, True):
+                        cpu = {}
+                        if lw_run:
+                            pairs_done = r[0] * r[3]
+                            for k, p in lw_pids.items():
+                                cpu[k] = ((cpu_seconds(p) - before[k]) * 1e6 /
+                                          max(1.0, pairs_done))
+                        stop_perf(perf)
+                        results.setdefault((name, udp, c), []).append(
+                            r[:3] + (cpu,))
+        print('| transport | clients | system | pairs/s (median of %d) | '
+              'LOCK p50 µs | LOCK p99 µs | server CPU µs/pair | '
+              'gateway CPU µs/pair |' % args.runs)
+        print('|---|---:|---|---:|---:|---:|---:|---:|')
+        for udp in udps:
             for c in counts:
                 med = {}
-                for name in ('lockwarden', 'ganesha'):
+                for name in systems:
                     rs = results[(name, udp, c)]
                     pairs = statistics.median(r[0] for r in rs)
                     med[name] = pairs
-                    print('| %s | %d | %s | %.0f | %.0f | %.0f |' % (
+                    cpus = [('%.0f' % statistics.median(r[3][k] for r in rs))
+                            if rs[0][3] else '' for k in ('server', 'gateway')]
+                    print('| %s | %d | %s | %.0f | %.0f | %.0f | %s |' % (
                         'udp' if udp else 'tcp', c, name, pairs,
                         statistics.median(r[1] for r in rs),
-                        statistics.median(r[2] for r in rs)))
-                print('| %s | %d | ratio lockwarden/ganesha | %.2f | | |' % (
-                    'udp' if udp else 'tcp', c, med['lockwarden'] / med['ganesha']))
+                        statistics.median(r[2] for r in rs), ' | '.join(cpus)))
+                if len(med) == 2:
+                    print('| %s | %d | ratio lockwarden/ganesha | %.2f | | | | |'
+                          % ('udp' if udp else 'tcp', c,
+                             med['lockwarden'] / med['ganesha']))
 
 
 if __name__ == '__main__':

@@ -50,6 +50,16 @@ absl::StatusOr<core::SimuCrashCmd> ToCommand(const v1::SimuCrashRequest& r);
 // A core reply that is not an NLM outcome but a malformed request.
 absl::Status ReplyError(const core::Reply& reply);
 
+// Durable core replies -> LockService responses (unary and Session alike).
+void FillResponse(const core::Reply& r, v1::TestResponse* out);
+void FillResponse(const core::Reply& r, v1::LockResponse* out);
+void FillResponse(const core::Reply& r, v1::CancelResponse* out);
+void FillResponse(const core::Reply& r, v1::UnlockResponse* out);
+void FillResponse(const core::Reply& r, v1::ShareResponse* out);
+void FillResponse(const core::Reply& r, v1::UnshareResponse* out);
+void FillResponse(const core::Reply& r, v1::FreeAllResponse* out);
+void FillResponse(const core::Reply& r, v1::AckGrantResponse* out);
+
 void ToProto(const core::Owner& in, v1::LockOwner* out);
 void ToProto(const core::Range& in, v1::ByteRange* out);
 void ToProto(const core::Holder& in, v1::LockHolder* out);

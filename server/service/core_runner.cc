@@ -60,19 +60,118 @@ void CoreRunner::Submit(core::Command cmd, Done done) {
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    if (!broken_.ok()) {
-      refused = absl::UnavailableError(
-          absl::StrCat("lock service stopped acknowledging mutations after a "
-                       "store failure: ",
-                       broken_.message()));
-    } else if (stopping_) {
-      refused = absl::UnavailableError("lock service is shutting down");
-    } else {
-      refused = ApplyAndEnqueue(cmd, *std::move(slot), done);
-    }
+    refused = RefusalLocked();
+    if (refused.ok()) refused = ApplyAndEnqueue(cmd, *std::move(slot), done);
   }
   // Callbacks run outside mu_ so that they may call back into the runner.
   if (!refused.ok()) done(refused);
+}
+
+absl::Status CoreRunner::RefusalLocked() const {
+  if (!broken_.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("lock service stopped acknowledging mutations after a "
+                     "store failure: ",
+                     broken_.message()));
+  }
+  if (stopping_) return absl::UnavailableError("lock service is shutting down");
+  return absl::OkStatus();
+}
+
+void CoreRunner::NoteDeadline(int64_t now) {
+  // Never tick more often than every kTickMinIntervalMs.
+  const int64_t deadline =
+      std::max(core_.NextDeadlineMs(), now + kTickMinIntervalMs);
+  if (deadline < next_deadline_ms_) tick_cv_.Signal();
+  next_deadline_ms_ = deadline;
+}
+
+void CoreRunner::SubmitBatch(std::vector<BatchItem> items, BatchDone done) {
+  auto fail_all = [&](const absl::Status& s) {
+    done(std::vector<absl::StatusOr<core::Reply>>(items.size(), s));
+  };
+  if (items.size() > kBatchItemsMax) {
+    fail_all(absl::InvalidArgumentError(absl::StrCat(
+        "batch of ", items.size(), " items exceeds ", kBatchItemsMax)));
+    return;
+  }
+  // One reservation for the whole batch (see CommitPipeline::EnqueueAll).
+  absl::StatusOr<store::CommitPipeline::Slot> slot = pipeline_->ReserveSlot();
+  if (!slot.ok()) {
+    fail_all(slot.status());
+    return;
+  }
+  absl::Status refused;
+  std::optional<std::vector<absl::StatusOr<core::Reply>>> answer_now;
+  {
+    absl::MutexLock lock(&mu_);
+    refused = RefusalLocked();
+    if (refused.ok()) {
+      refused = ApplyBatchAndEnqueue(items, *std::move(slot), done, &answer_now);
+    }
+  }
+  // Callbacks run outside mu_ so that they may call back into the runner.
+  if (!refused.ok()) {
+    fail_all(refused);
+  } else if (answer_now.has_value()) {
+    done(*std::move(answer_now));
+  }
+}
+
+absl::Status CoreRunner::ApplyBatchAndEnqueue(
+    std::vector<BatchItem>& items, store::CommitPipeline::Slot slot,
+    BatchDone& done,
+    std::optional<std::vector<absl::StatusOr<core::Reply>>>* answer_now) {
+  const int64_t now = clock_->NowMs();
+  auto replies = std::make_shared<std::vector<absl::StatusOr<core::Reply>>>();
+  replies->reserve(items.size());
+  auto events = std::make_shared<std::vector<core::Event>>();
+  std::vector<Delta> deltas;
+  deltas.reserve(items.size());
+  bool mutated = false;
+  for (BatchItem& item : items) {
+    if (const auto* query = std::get_if<core::TestQuery>(&item)) {
+      replies->push_back(core_.Test(*query, now));
+      continue;
+    }
+    core::Effects effects = core_.Apply(std::get<core::Command>(item), now);
+    mutated = true;
+    if (absl::Status invalid = ReplyError(effects.reply); !invalid.ok()) {
+      replies->push_back(invalid);
+    } else {
+      replies->push_back(std::move(effects.reply));
+    }
+    for (core::Event& e : effects.events) events->push_back(std::move(e));
+    deltas.push_back(std::move(effects.delta));
+  }
+  if (mutated) {
+    ++applied_seq_;
+    NoteDeadline(now);
+  } else if (durable_seq_ >= applied_seq_) {
+    // Only reads, and all they saw is durable: the caller answers at once.
+    *answer_now = std::move(*replies);
+    return absl::OkStatus();
+  }
+  // Reads wait for the barrier of everything applied before them.
+  const uint64_t apply_seq = applied_seq_;
+  absl::Status enqueued = pipeline_->EnqueueAll(
+      std::move(slot), std::move(deltas),
+      [this, apply_seq, replies, events, done](absl::Status s) {
+        OnCommitted(apply_seq, s, *events);
+        if (!s.ok()) {
+          done(std::vector<absl::StatusOr<core::Reply>>(replies->size(), s));
+          return;
+        }
+        done(std::move(*replies));
+      });
+  if (enqueued.ok()) return absl::OkStatus();
+  if (!mutated) return enqueued;
+  // As in ApplyAndEnqueue: the core moved ahead of a delta it cannot store.
+  broken_ = enqueued;
+  LogEvent(LogLevel::kError, "oversize_delta_stop_acknowledging",
+           {{"error", enqueued}});
+  return absl::UnavailableError(absl::StrCat(
+      "mutation too large for one durable commit: ", enqueued.message()));
 }
 
 absl::Status CoreRunner::ApplyAndEnqueue(const core::Command& cmd,
@@ -81,11 +180,7 @@ absl::Status CoreRunner::ApplyAndEnqueue(const core::Command& cmd,
   const int64_t now = clock_->NowMs();
   core::Effects effects = core_.Apply(cmd, now);
   const uint64_t apply_seq = ++applied_seq_;
-  // Never tick more often than every kTickMinIntervalMs.
-  const int64_t deadline =
-      std::max(core_.NextDeadlineMs(), now + kTickMinIntervalMs);
-  if (deadline < next_deadline_ms_) tick_cv_.Signal();
-  next_deadline_ms_ = deadline;
+  NoteDeadline(now);
 
   auto reply = std::make_shared<core::Reply>(std::move(effects.reply));
   auto events =

@@ -29,8 +29,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -58,9 +60,18 @@ class EventListener {
   virtual void Wake() = 0;
 };
 
+// Commands of one SubmitBatch at most (a Session message is bounded below).
+inline constexpr size_t kBatchItemsMax = 1024;
+
+// One item of a CoreRunner::SubmitBatch: a mutation or a read (TEST).
+using BatchItem = std::variant<core::Command, core::TestQuery>;
+
 class CoreRunner {
  public:
   using Done = std::function<void(absl::StatusOr<core::Reply>)>;
+  // One result per item of the batch, in item order.
+  using BatchDone =
+      std::function<void(std::vector<absl::StatusOr<core::Reply>> replies)>;
   using EventFilter = std::function<bool(const core::Event&)>;
 
   // `pipeline` and `clock` are not owned and must outlive the runner.
@@ -82,6 +93,17 @@ class CoreRunner {
   // error (UNAVAILABLE: store broken or shutting down; RESOURCE_EXHAUSTED:
   // commit queue full; INVALID_ARGUMENT: the core rejected a field).
   void Submit(core::Command cmd, Done done);
+
+  // Applies the items of `items` in order under one lock acquisition and
+  // queues their deltas as one unit on the pipeline, so that one commit
+  // makes them durable together; then calls `done` once with every reply.
+  // A read (TestQuery) sees the mutations before it and is answered, like
+  // the mutations, only once everything it observed is durable. Errors are
+  // per item (INVALID_ARGUMENT from the core), or for all items
+  // (UNAVAILABLE, RESOURCE_EXHAUSTED as Submit; INVALID_ARGUMENT when more
+  // than kBatchItemsMax). `done` runs on the pipeline thread, or inline if
+  // nothing needs a commit or on errors.
+  void SubmitBatch(std::vector<BatchItem> items, BatchDone done);
 
   // Runs `read` on the core now, then `done` once everything the read could
   // have observed is durable.
@@ -112,6 +134,15 @@ class CoreRunner {
   const core::CoreOptions& core_options() const { return core_options_; }
 
  private:
+  absl::Status RefusalLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Applies `items`; either queues their deltas with `done` or, when they
+  // are reads of durable state only, leaves the replies in `*answer_now`.
+  absl::Status ApplyBatchAndEnqueue(
+      std::vector<BatchItem>& items, store::CommitPipeline::Slot slot,
+      BatchDone& done,
+      std::optional<std::vector<absl::StatusOr<core::Reply>>>* answer_now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteDeadline(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyAndEnqueue(const core::Command& cmd,
                                store::CommitPipeline::Slot slot, Done& done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

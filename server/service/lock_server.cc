@@ -173,6 +173,7 @@ void LockServer::Shutdown() {
   shut_down_ = true;
   LogEvent(LogLevel::kInfo, "shutdown_begin", {});
   SetServing(false);
+  lock_service_->CloseSessions();
   // In-flight RPCs finish (their commits complete) within the deadline; new
   // ones are refused.
   server_->Shutdown(std::chrono::system_clock::now() +

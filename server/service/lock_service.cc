@@ -5,6 +5,14 @@
 #include "server/service/unary.h"
 
 namespace lockwarden::service {
+namespace {
+
+// FillResponse for whichever response type SubmitUnary passes.
+constexpr auto kFill = [](const core::Reply& r, auto* out) {
+  FillResponse(r, out);
+};
+
+}  // namespace
 
 grpc::ServerUnaryReactor* LockServiceImpl::Test(grpc::CallbackServerContext* ctx,
                                                 const v1::TestRequest* request,
@@ -18,69 +26,44 @@ grpc::ServerUnaryReactor* LockServiceImpl::Test(grpc::CallbackServerContext* ctx
   return ReadUnary(runner_, ctx, response,
                    [q = *std::move(query)](const core::LockCore& core, int64_t now,
                                            v1::TestResponse* out) {
-                     core::Reply r = core.Test(q, now);
-                     out->set_status(ToProto(r.status));
-                     if (r.holder) ToProto(*r.holder, out->mutable_conflicting_holder());
+                     FillResponse(core.Test(q, now), out);
                    });
 }
 
 grpc::ServerUnaryReactor* LockServiceImpl::Lock(grpc::CallbackServerContext* ctx,
                                                 const v1::LockRequest* request,
                                                 v1::LockResponse* response) {
-  return SubmitUnary(runner_, ctx, request, response,
-                     [](const core::Reply& r, v1::LockResponse* out) {
-                       out->set_status(ToProto(r.status));
-                       if (r.holder) {
-                         ToProto(*r.holder, out->mutable_conflicting_holder());
-                       }
-                       out->set_fencing_token(r.fencing_token);
-                     });
+  return SubmitUnary(runner_, ctx, request, response, kFill);
 }
 
 grpc::ServerUnaryReactor* LockServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                   const v1::CancelRequest* request,
                                                   v1::CancelResponse* response) {
-  return SubmitUnary(runner_, ctx, request, response,
-                     [](const core::Reply& r, v1::CancelResponse* out) {
-                       out->set_status(ToProto(r.status));
-                     });
+  return SubmitUnary(runner_, ctx, request, response, kFill);
 }
 
 grpc::ServerUnaryReactor* LockServiceImpl::Unlock(grpc::CallbackServerContext* ctx,
                                                   const v1::UnlockRequest* request,
                                                   v1::UnlockResponse* response) {
-  return SubmitUnary(runner_, ctx, request, response,
-                     [](const core::Reply& r, v1::UnlockResponse* out) {
-                       out->set_status(ToProto(r.status));
-                     });
+  return SubmitUnary(runner_, ctx, request, response, kFill);
 }
 
 grpc::ServerUnaryReactor* LockServiceImpl::Share(grpc::CallbackServerContext* ctx,
                                                  const v1::ShareRequest* request,
                                                  v1::ShareResponse* response) {
-  return SubmitUnary(runner_, ctx, request, response,
-                     [](const core::Reply& r, v1::ShareResponse* out) {
-                       out->set_status(ToProto(r.status));
-                     });
+  return SubmitUnary(runner_, ctx, request, response, kFill);
 }
 
 grpc::ServerUnaryReactor* LockServiceImpl::Unshare(grpc::CallbackServerContext* ctx,
                                                    const v1::UnshareRequest* request,
                                                    v1::UnshareResponse* response) {
-  return SubmitUnary(runner_, ctx, request, response,
-                     [](const core::Reply& r, v1::UnshareResponse* out) {
-                       out->set_status(ToProto(r.status));
-                     });
+  return SubmitUnary(runner_, ctx, request, response, kFill);
 }
 
 grpc::ServerUnaryReactor* LockServiceImpl::FreeAll(grpc::CallbackServerContext* ctx,
                                                    const v1::FreeAllRequest* request,
                                                    v1::FreeAllResponse* response) {
-  return SubmitUnary(runner_, ctx, request, response,
-                     [](const core::Reply& r, v1::FreeAllResponse* out) {
-                       // The core reports one total (locks + shares + waiters).
-                       out->set_released_locks(r.released);
-                     });
+  return SubmitUnary(runner_, ctx, request, response, kFill);
 }
 
 grpc::ServerWriteReactor<v1::WatchGrantsResponse>* LockServiceImpl::WatchGrants(
@@ -105,13 +88,13 @@ grpc::ServerWriteReactor<v1::WatchGrantsResponse>* LockServiceImpl::WatchGrants(
 grpc::ServerUnaryReactor* LockServiceImpl::AckGrant(grpc::CallbackServerContext* ctx,
                                                     const v1::AckGrantRequest* request,
                                                     v1::AckGrantResponse* response) {
-  return SubmitUnary(runner_, ctx, request, response,
-                     [](const core::Reply& r, v1::AckGrantResponse* out) {
-                       out->set_applied(r.status != core::LockStatus::kNotFound);
-                       // A confirmed grant reports its fencing token; an
-                       // expired or refused one reports none.
-                       out->set_lock_held(r.fencing_token != 0);
-                     });
+  return SubmitUnary(runner_, ctx, request, response, kFill);
+}
+
+grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>*
+LockServiceImpl::Session(grpc::CallbackServerContext* ctx) {
+  (void)ctx;
+  return new SessionStream(runner_, &sessions_);
 }
 
 }  // namespace lockwarden::service

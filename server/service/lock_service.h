@@ -1,13 +1,14 @@
 // LockService (lockwarden.v1): NLM lock operations for gateways and gRPC
 // clients, on the CoreRunner. See proto/lockwarden/v1/lock_service.proto.
 //
-// Thread-safety: handlers run concurrently on gRPC threads; all state is in
-// the CoreRunner.
+// Thread-safety: handlers run concurrently on gRPC threads; all lock state
+// is in the CoreRunner, the live Session streams in a SessionRegistry.
 #ifndef LOCKWARDEN_SERVER_SERVICE_LOCK_SERVICE_H_
 #define LOCKWARDEN_SERVER_SERVICE_LOCK_SERVICE_H_
 
 #include "lockwarden/v1/lock_service.grpc.pb.h"
 #include "server/service/core_runner.h"
+#include "server/service/session_stream.h"
 
 namespace lockwarden::service {
 
@@ -41,9 +42,17 @@ class LockServiceImpl final : public v1::LockService::CallbackService {
   grpc::ServerUnaryReactor* AckGrant(grpc::CallbackServerContext* ctx,
                                      const v1::AckGrantRequest* request,
                                      v1::AckGrantResponse* response) override;
+  grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* Session(
+      grpc::CallbackServerContext* ctx) override;
+
+  // Ends every Session stream (UNAVAILABLE, after answering what is in
+  // flight) and refuses new ones: called when the server shuts down, so
+  // that gateways move on at once instead of at the shutdown deadline.
+  void CloseSessions() { sessions_.CloseAll(); }
 
  private:
   CoreRunner* const runner_;
+  SessionRegistry sessions_;
 };
 
 }  // namespace lockwarden::service

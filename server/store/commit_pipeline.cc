@@ -85,6 +85,47 @@ absl::Status CommitPipeline::Enqueue(Slot slot, Delta delta, Callback done) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<CommitPipeline::Pending>> CommitPipeline::Pack(
+    std::vector<Delta> deltas, Callback done) const {
+  std::vector<Pending> entries;
+  for (Delta& d : deltas) {
+    absl::Status valid = ValidateBatch(d, limits_);
+    if (!valid.ok()) return valid;
+    const size_t bytes = DeltaBytes(d);
+    if (d.empty() && !entries.empty()) continue;  // Nothing to commit.
+    if (entries.empty() ||
+        entries.back().delta.size() + d.size() >
+            limits_.max_mutations_per_batch ||
+        entries.back().bytes + bytes > limits_.max_batch_bytes) {
+      entries.push_back(Pending{std::move(d), nullptr, bytes});
+      continue;
+    }
+    Pending& last = entries.back();
+    last.delta.insert(last.delta.end(), std::make_move_iterator(d.begin()),
+                      std::make_move_iterator(d.end()));
+    last.bytes += bytes;
+  }
+  if (entries.empty()) entries.push_back(Pending{Delta(), nullptr, 0});
+  entries.back().done = std::move(done);
+  return entries;
+}
+
+absl::Status CommitPipeline::EnqueueAll(Slot slot, std::vector<Delta> deltas,
+                                        Callback done) {
+  if (slot.pipeline_ != this) {
+    return absl::InvalidArgumentError(
+        "slot was not reserved from this commit pipeline");
+  }
+  absl::StatusOr<std::vector<Pending>> entries =
+      Pack(std::move(deltas), std::move(done));
+  if (!entries.ok()) return entries.status();  // `slot` is released.
+  absl::MutexLock lock(&mu_);
+  for (Pending& p : *entries) queue_.push_back(std::move(p));
+  --reserved_;
+  slot.pipeline_ = nullptr;
+  return absl::OkStatus();
+}
+
 absl::Status CommitPipeline::Enqueue(Delta delta, Callback done) {
   // Validate first so a bad delta does not take a slot, even briefly.
   absl::Status valid = ValidateBatch(delta, limits_);

@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -135,6 +136,16 @@ class CommitPipeline {
   // ReserveSlot() + Enqueue(). On a non-OK return `done` never runs.
   absl::Status Enqueue(Delta delta, Callback done);
 
+  // Queues the deltas of a batch of requests applied together, back to back
+  // and in order, on one reservation: consecutive deltas are packed into as
+  // few queue entries as the store's limits allow (each entry is committed
+  // whole, in one group). `done` runs once, after the last delta is durable,
+  // or with the first error. An empty `deltas` is a barrier. Returns
+  // INVALID_ARGUMENT (and never runs `done`) if one delta alone breaks the
+  // store's limits. The queue may exceed max_queued_deltas by the entries
+  // of one batch: the caller bounds its batch size.
+  absl::Status EnqueueAll(Slot slot, std::vector<Delta> deltas, Callback done);
+
   // Stops admitting work, waits for outstanding slots to be used or
   // released, commits everything queued, runs its callbacks, and joins the
   // thread. Idempotent. Must not be called from a callback.
@@ -156,6 +167,10 @@ class CommitPipeline {
 
   void ReleaseSlot();
   absl::Status AdmissionStatus() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Validates `deltas` and packs them into queue entries (the last gets
+  // `done`).
+  absl::StatusOr<std::vector<Pending>> Pack(std::vector<Delta> deltas,
+                                            Callback done) const;
   bool HasWorkOrDrained() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run();
   // Moves the next group (the longest queue prefix fitting one batch) out of

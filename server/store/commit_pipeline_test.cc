@@ -373,6 +373,69 @@ TEST(CommitPipelineTest, GroupsAreCutAtTheStoreBatchLimit) {
   EXPECT_EQ(memory.LoadAll("g/")->size(), 30u);
 }
 
+TEST(CommitPipelineTest, EnqueueAllPacksABatchAtTheLimitAndCompletesOnce) {
+  StoreLimits limits;
+  limits.max_mutations_per_batch = 4;
+  MemoryStore memory(limits);
+  RecordingStore recording(&memory);
+  GatedStore gated(&recording);
+  Completions done;
+  CommitPipeline pipeline(&gated);
+  gated.CloseGate();
+  LW_ASSERT_OK(pipeline.Enqueue(OnePut(0), done.Callback(0)));
+  ASSERT_TRUE(gated.WaitForCommitsStarted(1, kWait));
+  // Deltas of 3, 1, 2, 0 and 2 mutations: packed as [3+1] [2+0+2].
+  std::vector<Delta> deltas;
+  int key = 0;
+  for (int n : {3, 1, 2, 0, 2}) {
+    Delta d;
+    for (int j = 0; j < n; ++j) {
+      d.push_back(Mutation::Put(absl::StrCat("b/", key++), "v"));
+    }
+    deltas.push_back(std::move(d));
+  }
+  absl::StatusOr<CommitPipeline::Slot> slot = pipeline.ReserveSlot();
+  ASSERT_THAT(slot, IsOk());
+  LW_ASSERT_OK(
+      pipeline.EnqueueAll(*std::move(slot), std::move(deltas), done.Callback(1)));
+  gated.OpenGate();
+  ASSERT_TRUE(done.WaitFor(2));
+  EXPECT_EQ(done.ids(), (std::vector<int>{0, 1}));
+  EXPECT_THAT(done.results(), Each(IsOk()));
+  EXPECT_EQ(memory.LoadAll("b/")->size(), 8u);
+  size_t committed = 0;
+  for (const Delta& batch : recording.batches()) {
+    EXPECT_LE(batch.size(), 4u);
+    committed += batch.size();
+  }
+  EXPECT_EQ(committed, 9u);
+  pipeline.Shutdown();
+  EXPECT_EQ(done.count(), 2u);  // Exactly one callback for the batch.
+}
+
+TEST(CommitPipelineTest, EnqueueAllOfNothingIsABarrierAndOversizeIsRefused) {
+  StoreLimits limits;
+  limits.max_mutations_per_batch = 4;
+  MemoryStore memory(limits);
+  Completions done;
+  CommitPipeline pipeline(&memory);
+  absl::StatusOr<CommitPipeline::Slot> slot = pipeline.ReserveSlot();
+  ASSERT_THAT(slot, IsOk());
+  LW_ASSERT_OK(pipeline.EnqueueAll(*std::move(slot), {}, done.Callback(0)));
+  ASSERT_TRUE(done.WaitFor(1));
+  std::vector<Delta> too_big;
+  too_big.push_back(OnePut(1));
+  too_big.push_back(Delta(5, Mutation::Put("k", "v")));
+  slot = pipeline.ReserveSlot();
+  ASSERT_THAT(slot, IsOk());
+  EXPECT_THAT(
+      pipeline.EnqueueAll(*std::move(slot), std::move(too_big), done.Callback(1)),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  pipeline.Shutdown();  // Would hang if the refused slot had leaked.
+  EXPECT_EQ(done.ids(), std::vector<int>{0});
+  EXPECT_TRUE(pipeline.Healthy());
+}
+
 TEST(CommitPipelineTest, ShutdownDrainsQueuedWork) {
   MemoryStore memory;
   GatedStore gated(&memory);

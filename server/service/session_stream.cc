@@ -1,0 +1,293 @@
+#include "server/service/session_stream.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/service/convert.h"
+
+namespace lockwarden::service {
+namespace {
+
+using Case = v1::SessionCall::RequestCase;
+
+template <typename Request>
+absl::Status AddCommand(const Request& request, std::vector<BatchItem>* items) {
+  auto cmd = ToCommand(request);
+  if (!cmd.ok()) return cmd.status();
+  items->emplace_back(std::in_place_type<core::Command>, *std::move(cmd));
+  return absl::OkStatus();
+}
+
+// Appends the call's core item; an error names the bad field.
+absl::Status AddItem(const v1::SessionCall& c, std::vector<BatchItem>* items) {
+  switch (c.request_case()) {
+    case Case::kTest: {
+      auto query = ToQuery(c.test());
+      if (!query.ok()) return query.status();
+      items->emplace_back(std::in_place_type<core::TestQuery>,
+                          *std::move(query));
+      return absl::OkStatus();
+    }
+    case Case::kLock:
+      return AddCommand(c.lock(), items);
+    case Case::kCancel:
+      return AddCommand(c.cancel(), items);
+    case Case::kUnlock:
+      return AddCommand(c.unlock(), items);
+    case Case::kShare:
+      return AddCommand(c.share(), items);
+    case Case::kUnshare:
+      return AddCommand(c.unshare(), items);
+    case Case::kFreeAll:
+      return AddCommand(c.free_all(), items);
+    case Case::kAckGrant:
+      return AddCommand(c.ack_grant(), items);
+    case Case::REQUEST_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("request: no call set (or unknown type)");
+}
+
+v1::SessionResult ErrorResult(uint64_t call_id, const absl::Status& status) {
+  v1::SessionResult r;
+  r.set_call_id(call_id);
+  const grpc::Status g = ToGrpcStatus(status);
+  r.set_code(static_cast<int32_t>(g.error_code()));
+  r.set_message(g.error_message());
+  return r;
+}
+
+v1::SessionResult ToResult(uint64_t call_id, Case kind,
+                           const absl::StatusOr<core::Reply>& reply) {
+  if (!reply.ok()) return ErrorResult(call_id, reply.status());
+  v1::SessionResult r;
+  r.set_call_id(call_id);
+  switch (kind) {
+    case Case::kTest:
+      FillResponse(*reply, r.mutable_test());
+      break;
+    case Case::kLock:
+      FillResponse(*reply, r.mutable_lock());
+      break;
+    case Case::kCancel:
+      FillResponse(*reply, r.mutable_cancel());
+      break;
+    case Case::kUnlock:
+      FillResponse(*reply, r.mutable_unlock());
+      break;
+    case Case::kShare:
+      FillResponse(*reply, r.mutable_share());
+      break;
+    case Case::kUnshare:
+      FillResponse(*reply, r.mutable_unshare());
+      break;
+    case Case::kFreeAll:
+      FillResponse(*reply, r.mutable_free_all());
+      break;
+    case Case::kAckGrant:
+      FillResponse(*reply, r.mutable_ack_grant());
+      break;
+    case Case::REQUEST_NOT_SET:
+      break;  // Rejected before submission; never reaches here.
+  }
+  return r;
+}
+
+}  // namespace
+
+void SessionRegistry::CloseAll() {
+  std::vector<SessionStream*> live;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    for (SessionStream* s : sessions_) {
+      // A session whose last reference is going is removing itself.
+      absl::MutexLock session_lock(&s->mu_);
+      if (s->TryRefLocked()) live.push_back(s);
+    }
+  }
+  for (SessionStream* s : live) {
+    s->Close();
+    s->Unref();
+  }
+}
+
+bool SessionRegistry::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+bool SessionRegistry::Add(SessionStream* s) {
+  absl::MutexLock lock(&mu_);
+  if (closed_) return false;
+  sessions_.insert(s);
+  return true;
+}
+
+void SessionRegistry::Remove(SessionStream* s) {
+  absl::MutexLock lock(&mu_);
+  sessions_.erase(s);
+}
+
+SessionStream::SessionStream(CoreRunner* runner, SessionRegistry* registry)
+    : runner_(runner), registry_(registry) {
+  const bool added = registry_->Add(this);
+  absl::MutexLock lock(&mu_);
+  if (!added) {
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "lock service is shutting down"));
+    return;
+  }
+  NextLocked();
+}
+
+bool SessionStream::TryRefLocked() {
+  if (refs_ == 0) return false;
+  ++refs_;
+  return true;
+}
+
+void SessionStream::Unref() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (--refs_ > 0) return;
+  }
+  registry_->Remove(this);
+  delete this;
+}
+
+void SessionStream::OnReadDone(bool ok) {
+  v1::SessionRequest request;
+  {
+    absl::MutexLock lock(&mu_);
+    reading_ = false;
+    if (!ok) {
+      // The gateway closed its side (or the call broke): answer what is in
+      // flight, then finish.
+      read_closed_ = true;
+      NextLocked();
+      return;
+    }
+    if (static_cast<size_t>(request_.calls_size()) >
+        kSessionCallsPerMessageMax) {
+      FinishLocked(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("SessionRequest with ", request_.calls_size(),
+                       " calls; at most ", kSessionCallsPerMessageMax)));
+      return;
+    }
+    outstanding_ += static_cast<size_t>(request_.calls_size());
+    ++refs_;  // For the batch; Submit or its completion drops it.
+    request.Swap(&request_);
+    // Read the next message while this one is applied and committed.
+    NextLocked();
+  }
+  // Outside mu_: the batch may complete inline (reads of durable state).
+  Submit(request);
+}
+
+void SessionStream::Submit(const v1::SessionRequest& request) {
+  std::vector<BatchItem> items;
+  items.reserve(request.calls_size());
+  // (call_id, type) of each submitted item, in item order.
+  std::vector<std::pair<uint64_t, Case>> ids;
+  ids.reserve(request.calls_size());
+  std::vector<v1::SessionResult> rejected;
+  for (const v1::SessionCall& c : request.calls()) {
+    absl::Status bad = AddItem(c, &items);
+    if (!bad.ok()) {
+      rejected.push_back(ErrorResult(c.call_id(), bad));
+      continue;
+    }
+    ids.emplace_back(c.call_id(), c.request_case());
+  }
+  if (!rejected.empty()) {
+    const size_t n = rejected.size();
+    Deliver(std::move(rejected), n);
+  }
+  if (items.empty()) {
+    Unref();
+    return;
+  }
+  runner_->SubmitBatch(
+      std::move(items),
+      [this, ids = std::move(ids)](
+          std::vector<absl::StatusOr<core::Reply>> replies) {
+        std::vector<v1::SessionResult> results;
+        results.reserve(replies.size());
+        for (size_t i = 0; i < replies.size(); ++i) {
+          results.push_back(ToResult(ids[i].first, ids[i].second, replies[i]));
+        }
+        Deliver(std::move(results), replies.size());
+        Unref();
+      });
+}
+
+void SessionStream::Deliver(std::vector<v1::SessionResult> results,
+                            size_t answered) {
+  absl::MutexLock lock(&mu_);
+  outstanding_ -= answered;
+  if (finished_) return;  // The gateway resends on its next stream.
+  if (outbox_.empty()) {
+    outbox_ = std::move(results);
+  } else {
+    for (v1::SessionResult& r : results) outbox_.push_back(std::move(r));
+  }
+  NextLocked();
+}
+
+void SessionStream::Close() {
+  absl::MutexLock lock(&mu_);
+  closing_ = true;
+  NextLocked();
+}
+
+void SessionStream::NextLocked() {
+  if (finished_) return;
+  if (!writing_ && !outbox_.empty()) {
+    response_.Clear();
+    auto* results = response_.mutable_results();
+    results->Reserve(static_cast<int>(outbox_.size()));
+    for (v1::SessionResult& r : outbox_) results->Add(std::move(r));
+    outbox_.clear();
+    writing_ = true;
+    StartWrite(&response_);
+  }
+  const bool stop_reading = read_closed_ || closing_;
+  if (!reading_ && !stop_reading &&
+      outstanding_ < kSessionOutstandingCallsMax) {
+    reading_ = true;
+    StartRead(&request_);
+  }
+  if (stop_reading && outstanding_ == 0 && outbox_.empty() && !writing_) {
+    FinishLocked(closing_ ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "lock service is shutting down")
+                          : grpc::Status::OK);
+  }
+}
+
+void SessionStream::FinishLocked(const grpc::Status& status) {
+  if (finished_) return;
+  finished_ = true;
+  Finish(status);
+}
+
+void SessionStream::OnWriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  writing_ = false;
+  if (!ok) {
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED,
+                              "session stream broke while writing"));
+    return;
+  }
+  NextLocked();
+}
+
+void SessionStream::OnCancel() {
+  absl::MutexLock lock(&mu_);
+  FinishLocked(grpc::Status::CANCELLED);
+}
+
+void SessionStream::OnDone() { Unref(); }
+
+}  // namespace lockwarden::service

@@ -1,0 +1,121 @@
+// SessionStream: the server side of LockService.Session, the batched,
+// long-lived form of the unary lock calls that gateways use.
+//
+//   gateway --SessionRequest{calls...}--> OnReadDone: convert each call,
+//     CoreRunner::SubmitBatch(all of them)   (one lock hold, one queue entry)
+//   commit thread: one durable commit --> results appended to the outbox;
+//     at most one write in flight, results that arrive meanwhile go out
+//     together in the next SessionResponse.
+//
+// Compared with one unary RPC per NLM request this removes gRPC's per-call
+// setup (metadata, call objects, a callback-executor hop per reply) and lets
+// one read, one core lock hold, one queue entry, one fsync and one write
+// serve many requests.
+//
+// Limits: a message with more than kSessionCallsPerMessageMax calls ends
+// the stream with RESOURCE_EXHAUSTED. At most kSessionOutstandingCallsMax
+// calls are unanswered at once: past it the stream stops reading (gRPC flow
+// control then pushes back on the gateway) until results are written.
+//
+// Lifetime: gRPC owns the reactor until OnDone; batches in flight and
+// SessionRegistry::CloseAll hold references, and the reactor deletes itself
+// when the last reference goes.
+//
+// Thread-safety: reactions run on gRPC threads, batch completions on the
+// commit thread; all mutable state is guarded by mu_. gRPC operations
+// (StartRead/StartWrite/Finish) are started under mu_, so that no operation
+// can start after Finish: gRPC 1.51 never runs a bidi reaction inline
+// (grpcpp/impl/codegen/server_callback_handlers.h: can_inline=false), so
+// this cannot deadlock.
+#ifndef LOCKWARDEN_SERVER_SERVICE_SESSION_STREAM_H_
+#define LOCKWARDEN_SERVER_SERVICE_SESSION_STREAM_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "lockwarden/v1/lock_service.grpc.pb.h"
+#include "server/service/core_runner.h"
+
+namespace lockwarden::service {
+
+// Calls in one SessionRequest at most (== one CoreRunner batch at most).
+inline constexpr size_t kSessionCallsPerMessageMax = kBatchItemsMax;
+// Calls read but not yet answered on one stream before it stops reading.
+inline constexpr size_t kSessionOutstandingCallsMax = 1024;
+
+class SessionStream;
+
+// The live sessions of one LockServiceImpl, so that a shutting-down server
+// can end them promptly instead of waiting for its shutdown deadline.
+class SessionRegistry {
+ public:
+  // Ends every live session with UNAVAILABLE once its calls in flight are
+  // answered; later sessions are refused at once.
+  void CloseAll();
+  bool closed() const;
+
+ private:
+  friend class SessionStream;
+  // False if the registry is closed (the session must refuse to start).
+  bool Add(SessionStream* s);
+  void Remove(SessionStream* s);
+
+  mutable absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_set<SessionStream*> sessions_ ABSL_GUARDED_BY(mu_);
+};
+
+class SessionStream final
+    : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse> {
+ public:
+  // Starts reading; `runner` and `registry` must outlive the stream.
+  SessionStream(CoreRunner* runner, SessionRegistry* registry);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  friend class SessionRegistry;
+  ~SessionStream() = default;
+  // Reference counting (see Lifetime above).
+  bool TryRefLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unref();
+
+  // Converts and submits the calls of `request` (one reference held).
+  void Submit(const v1::SessionRequest& request);
+  void Deliver(std::vector<v1::SessionResult> results, size_t answered);
+  // Ends the stream once drained; called by SessionRegistry::CloseAll.
+  void Close();
+  // Starts the next write / read / finish, as the state allows.
+  void NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  CoreRunner* const runner_;
+  SessionRegistry* const registry_;
+
+  absl::Mutex mu_;
+  int refs_ ABSL_GUARDED_BY(mu_) = 1;  // gRPC's, dropped in OnDone.
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_closed_ ABSL_GUARDED_BY(mu_) = false;  // Client done or failed.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  size_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // Calls read, unanswered.
+  std::vector<v1::SessionResult> outbox_ ABSL_GUARDED_BY(mu_);
+  // Owned by the read in flight / the write in flight respectively.
+  v1::SessionRequest request_;
+  v1::SessionResponse response_;
+};
+
+}  // namespace lockwarden::service
+
+#endif  // LOCKWARDEN_SERVER_SERVICE_SESSION_STREAM_H_
