@@ -146,6 +146,7 @@ Reply LockCore::Dispatch(const Command& cmd) {
         if constexpr (std::is_same_v<T, ForceReleaseCmd>) {
           return DoForceRelease(c);
         }
+        if constexpr (std::is_same_v<T, EndGraceCmd>) return DoEndGrace(c);
       },
       cmd);
 }

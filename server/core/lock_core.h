@@ -225,6 +225,8 @@ class LockCore {
   Reply DoUnmonAll(const UnmonAllCmd& c);
   Reply DoNotify(const NotifyCmd& c);
   Reply DoBump(const std::string& gateway);
+  // kNotFound (unknown identity), kGrace (not in grace) or lifts grace.
+  Reply DoEndGrace(const EndGraceCmd& c);
   std::optional<GatewayId> GatewayFor(const std::string& name);
   bool InGrace(const GatewayState& g) const;
   // Grace bookkeeping for a request through `gid`; true = refuse (kGrace).

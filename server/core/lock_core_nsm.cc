@@ -348,6 +348,30 @@ Reply LockCore::DoBump(const std::string& gateway) {
   return r;
 }
 
+Reply LockCore::DoEndGrace(const EndGraceCmd& c) {
+  if (auto r = CheckName("gateway", c.gateway)) return *r;
+  Reply r;
+  auto it = gateway_ids_.find(c.gateway);
+  if (it == gateway_ids_.end()) {
+    r.status = LockStatus::kNotFound;
+    r.message = "unknown gateway identity";
+    return r;
+  }
+  GatewayState& g = gateways_[it->second];
+  r.nsm_state = g.nsm_state;
+  if (!InGrace(g)) {
+    r.status = LockStatus::kGrace;
+    r.message = "not in a grace period";
+    return r;
+  }
+  // The state lost at the bump was released then (DoBump); ending grace
+  // only lets non-reclaim requests through again.
+  g.grace_until_ms = 0;
+  g.ledger.clear();
+  PutGateway(g);
+  return r;
+}
+
 Reply LockCore::Stat(absl::string_view gateway) const {
   auto it = gateway_ids_.find(std::string(gateway));
   return WithState(it == gateway_ids_.end() ? 1

@@ -207,6 +207,11 @@ struct AckEventCmd {
 
 struct TickCmd {};  // Expire grants and end grace periods due at now_ms.
 
+struct EndGraceCmd {  // Admin: end a gateway identity's grace period now.
+  std::string request_id;
+  std::string gateway;
+};
+
 struct ForceReleaseCmd {  // Admin.
   enum class Target : uint8_t { kLock = 0, kOwner = 1, kClient = 2, kFile = 3 };
   std::string request_id;
@@ -221,7 +226,8 @@ using Command =
     std::variant<LockCmd, UnlockCmd, CancelCmd, ShareCmd, UnshareCmd,
                  FreeAllCmd, MonCmd, UnmonCmd, UnmonAllCmd, NotifyCmd,
                  SimuCrashCmd, ResetGatewayCmd, AckEventCmd, TickCmd,
-                 ForceReleaseCmd>;
+                 ForceReleaseCmd, EndGraceCmd>;  // Append only: the index
+                                                 // is persisted (dedup).
 
 // ---- Replies and events ---------------------------------------------------
 

@@ -138,5 +138,49 @@ TEST_F(AdminMaintenanceTest, ListClientsShowsLastActivityAndNotifySourceAddress)
   EXPECT_EQ(resp.clients(0).addresses(0), "198.18.0.7");
 }
 
+TEST_F(AdminMaintenanceTest, EndGraceLetsNonReclaimRequestsInAtOnce) {
+  ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 10)), v1::LOCK_STATUS_GRANTED);
+  v1::EndGraceRequest e;
+  e.set_request_id(NextRequestId());
+  e.set_reason("grace drill");
+  e.set_gateway_id("gw-a");
+  v1::EndGraceResponse er;
+  // Not in grace yet.
+  EXPECT_EQ(admin_->EndGrace(Ctx().get(), e, &er).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  v1::ResetGatewayRequest r;
+  r.set_request_id(NextRequestId());
+  r.set_reason("lost state drill");
+  r.set_gateway_id("gw-a");
+  v1::ResetGatewayResponse rr;
+  ASSERT_TRUE(admin_->ResetGateway(Ctx().get(), r, &rr).ok());
+  // In grace (3 s in tests): a new, non-reclaim LOCK is refused.
+  EXPECT_EQ(Lock(LockReq("c2", 2, "f2", 0, 10)), v1::LOCK_STATUS_GRACE_PERIOD);
+
+  e.set_request_id(NextRequestId());
+  grpc::Status s = admin_->EndGrace(Ctx().get(), e, &er);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(er.released_locks(), 0u);
+  v1::GetGraceStatusRequest gr;
+  gr.set_gateway_id("gw-a");
+  v1::GetGraceStatusResponse grace;
+  ASSERT_TRUE(admin_->GetGraceStatus(Ctx().get(), gr, &grace).ok());
+  ASSERT_EQ(grace.gateways_size(), 1);
+  EXPECT_FALSE(grace.gateways(0).in_grace());
+  EXPECT_EQ(grace.gateways(0).ledger_size(), 0);
+  EXPECT_EQ(Lock(LockReq("c2", 2, "f2", 0, 10)), v1::LOCK_STATUS_GRANTED);
+  // The state number stays where the reset put it.
+  EXPECT_EQ(grace.gateways(0).nsm_state(), rr.new_state());
+
+  // A retry with the same request_id answers the same (dedup), and an
+  // unknown identity is NOT_FOUND.
+  s = admin_->EndGrace(Ctx().get(), e, &er);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  e.set_request_id(NextRequestId());
+  e.set_gateway_id("gw-nobody");
+  EXPECT_EQ(admin_->EndGrace(Ctx().get(), e, &er).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
 }  // namespace
 }  // namespace lockwarden::service::testing

@@ -147,6 +147,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* DrainGateway(grpc::CallbackServerContext* ctx,
                                          const v1::DrainGatewayRequest* request,
                                          v1::DrainGatewayResponse* response) override;
+  grpc::ServerUnaryReactor* EndGrace(grpc::CallbackServerContext* ctx,
+                                     const v1::EndGraceRequest* request,
+                                     v1::EndGraceResponse* response) override;
 
   // ---- Snapshots (admin_snapshot.cc) ----
   grpc::ServerWriteReactor<v1::ExportSnapshotResponse>* ExportSnapshot(
