@@ -34,7 +34,10 @@ struct Flags {
   std::string store = "rocksdb";
   std::string etcd_endpoints;
   std::string advertise_address;
-  int64_t lease_ttl_ms = 2000;
+  int64_t lease_ttl_ms = 5000;
+  int64_t probe_interval_ms = 100;
+  int64_t probe_timeout_ms = 200;
+  int probe_failures = 3;
   std::string server_id;
   std::string version = "dev";
   std::string log_level = "info";
@@ -62,6 +65,17 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--lease-ttl-ms", f.lease_ttl_ms,
                  "with --store=etcd: leader lease TTL in whole seconds (ms); a dead leader is replaced "
                  "after at most this long")
+      ->capture_default_str();
+  app.add_option("--probe-interval-ms", f.probe_interval_ms,
+                 "with --store=etcd: standbys probe the leader's health this often "
+                 "(0 = no probes: only the lease TTL replaces a dead leader)")
+      ->capture_default_str();
+  app.add_option("--probe-timeout-ms", f.probe_timeout_ms,
+                 "with --store=etcd: deadline of one leader health probe")
+      ->capture_default_str();
+  app.add_option("--probe-failures", f.probe_failures,
+                 "with --store=etcd: consecutive failed probes before a standby deposes "
+                 "the leader (fencing keeps a wrong suspicion safe)")
       ->capture_default_str();
   app.add_option("--server-id", f.server_id, "this server's id (default: host name)");
   app.add_option("--grace-period-ms", f.options.core.grace_period_ms,
@@ -121,6 +135,11 @@ int RunReplicated(Flags& f, const sigset_t& signals, const Clock& clock) {
   ha.etcd_endpoints = *endpoints;
   ha.advertise_address = f.advertise_address;
   ha.lease_ttl = absl::Milliseconds(f.lease_ttl_ms);
+  ha.fast_failover = f.probe_interval_ms > 0;
+  ha.probe_interval = absl::Milliseconds(f.probe_interval_ms);
+  ha.probe_timeout = absl::Milliseconds(f.probe_timeout_ms);
+  ha.probe_failures = f.probe_failures;
+  ha.listener_tls = f.tls.enabled();
   if (ha.server.server_id.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);

@@ -58,8 +58,12 @@ namespace lockwarden::replication {
 
 inline constexpr char kDefaultElectionPrefix[] = "/lockwarden/v1/leader/";
 // etcd raises shorter TTLs to its minimum (1.5 x election timeout, so 2 s
-// with default raft timing).
-inline constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(2);
+// with default raft timing). 5 s rides out an etcd leader election (about
+// one election timeout, 1 s by default, plus the client's retry on another
+// member) without losing the lease; a dead leader is replaced much sooner
+// by the standbys' health probes (failure_detector.h), so the TTL only
+// bounds how long a leader cut off from everyone else may linger.
+inline constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(5);
 inline constexpr absl::Duration kDefaultRecampaignDelay = absl::Milliseconds(500);
 // Waits on a watch are re-checked with a fresh read at least this often, so
 // a lost watch event can delay a takeover by at most this much.

@@ -1,5 +1,6 @@
 #include "server/service/ha_server.h"
 
+#include <optional>
 #include <utility>
 
 #include <grpcpp/health_check_service_interface.h>
@@ -86,14 +87,21 @@ absl::StatusOr<std::unique_ptr<HaLockServer>> HaLockServer::Start(
   auto e = replication::LeaderElection::Create(s->etcd_.get(), election, callbacks);
   if (!e.ok()) return e.status();
   s->election_ = *std::move(e);
-  s->standby_service_ = std::make_unique<StandbyService>(raw);
   if (absl::Status st = s->StartStandby(); !st.ok()) return st;
   s->loop_ = std::thread([raw] { raw->Loop(); });
   s->election_->Start();
+  if (absl::Status st = s->StartDetector(); !st.ok()) {
+    s->Shutdown();
+    return st;
+  }
   LogEvent(LogLevel::kInfo, "ha_started",
            {{"server_id", s->options_.server.server_id},
             {"advertise", s->options_.advertise_address},
-            {"lease_ttl_ms", absl::ToInt64Milliseconds(s->options_.lease_ttl)}});
+            {"lease_ttl_ms", absl::ToInt64Milliseconds(s->options_.lease_ttl)},
+            {"fast_failover", s->detector_ != nullptr},
+            {"probe_interval_ms", absl::ToInt64Milliseconds(s->options_.probe_interval)},
+            {"probe_timeout_ms", absl::ToInt64Milliseconds(s->options_.probe_timeout)},
+            {"probe_failures", s->options_.probe_failures}});
   return s;
 }
 
@@ -101,9 +109,30 @@ HaLockServer::~HaLockServer() { Shutdown(); }
 
 void HaLockServer::Shutdown() {
   if (!loop_.joinable()) return;
+  if (detector_ != nullptr) detector_->Stop();
   election_->Stop();  // Resigns: a standby takes over without waiting for the TTL.
   Push(Transition::kStop);
   loop_.join();
+}
+
+absl::Status HaLockServer::StartDetector() {
+  if (!options_.fast_failover) return absl::OkStatus();
+  if (options_.listener_tls && options_.probe_credentials == nullptr) {
+    LogEvent(LogLevel::kWarn, "fast_failover_off",
+             {{"why", "TLS listener without probe credentials: only the lease "
+                      "replaces a dead leader"}});
+    return absl::OkStatus();
+  }
+  replication::FailureDetectorOptions detector;
+  detector.own_server_id = options_.server.server_id;
+  detector.probe_interval = options_.probe_interval;
+  detector.probe_timeout = options_.probe_timeout;
+  detector.failures_to_depose = options_.probe_failures;
+  detector.credentials = options_.probe_credentials;
+  auto d = replication::LeaderFailureDetector::Start(election_.get(), detector);
+  if (!d.ok()) return d.status();
+  detector_ = *std::move(d);
+  return absl::OkStatus();
 }
 
 bool HaLockServer::IsLeader() const {
@@ -116,7 +145,7 @@ void HaLockServer::Push(Transition t, replication::Leadership leadership) {
   queue_.emplace_back(t, std::move(leadership));
 }
 
-std::string HaLockServer::CachedLeaderAddress() {
+std::string HaLockServer::CachedLeaderAddress() const {
   {
     absl::MutexLock lock(&mu_);
     if (absl::Now() - leader_address_at_ < kLeaderAddressCacheTtl) return leader_address_;
@@ -128,11 +157,54 @@ std::string HaLockServer::CachedLeaderAddress() {
   return leader_address_;
 }
 
+v1::ServerRole HaLockServer::Role() const {
+  return IsLeader() ? v1::SERVER_ROLE_LEADER : v1::SERVER_ROLE_STANDBY;
+}
+
+std::string HaLockServer::LeaderAddress() const {
+  if (IsLeader()) return options_.advertise_address;
+  return CachedLeaderAddress();
+}
+
+absl::StatusOr<std::string> HaLockServer::StepDown(const std::string& reason) {
+  const std::optional<replication::Leadership> was = election_->leadership();
+  if (!IsLeader() || !was.has_value()) {
+    const std::string leader = CachedLeaderAddress();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "step-down: this server is not the leader",
+        leader.empty() ? "" : absl::StrCat("; the leader is ", leader)));
+  }
+  LogEvent(LogLevel::kWarn, "step_down_requested",
+           {{"reason", reason}, {"fencing_token", was->create_revision}});
+  // Revokes the lease: the key goes at once and the next candidate in line
+  // is woken by its watch. on_lost queues the local step-down, which
+  // drains this very RPC, so the wait below must stay short.
+  if (absl::Status s = election_->Resign(); !s.ok()) return s;
+  const absl::Time deadline = absl::Now() + kStepDownSuccessorWait;
+  while (absl::Now() < deadline) {
+    absl::StatusOr<replication::LeaderInfo> now = election_->CurrentLeader();
+    if (now.ok() && now->create_revision != was->create_revision) {
+      LogEvent(LogLevel::kInfo, "step_down_done",
+               {{"successor", now->server_id}, {"fencing_token", now->create_revision}});
+      return now->address;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return std::string();  // Resigned; no successor reported in time.
+}
+
 absl::Status HaLockServer::StartStandby() {
   grpc::EnableDefaultHealthCheckService(true);
+  // gRPC binds a callback generic service to one server for good: every
+  // standby period gets its own.
+  standby_service_ = std::make_unique<StandbyService>(this);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options_.server.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options_.server.listen,
+                           options_.server.credentials != nullptr
+                               ? options_.server.credentials
+                               : grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterCallbackGenericService(standby_service_.get());
   standby_ = builder.BuildAndStart();
   if (standby_ == nullptr || port == 0) {
@@ -152,6 +224,7 @@ void HaLockServer::StopStandby() {
   standby_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   standby_->Wait();
   standby_.reset();
+  standby_service_.reset();
 }
 
 absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadership) {
@@ -164,12 +237,15 @@ absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadershi
       !s.ok()) {
     return s;
   }
-  StopStandby();  // Frees the port for the leader's server.
-  auto server = LockServer::Start(options_.server, *std::move(store), clock_);
-  if (!server.ok()) {
-    (void)StartStandby();
-    return server.status();
-  }
+  LockServerOptions server_options = options_.server;
+  server_options.leadership = this;  // GetServerStatus, StepDown.
+  // The standby listener stays open while the leader's server recovers and
+  // binds the same port (gRPC sets SO_REUSEPORT): the port is never closed
+  // during a takeover, so the other standbys' liveness probes never see
+  // the new leader as dead, and clients get a redirect, never a refusal.
+  auto server = LockServer::Start(server_options, *std::move(store), clock_);
+  if (!server.ok()) return server.status();
+  StopStandby();
   leader_ = *std::move(server);
   {
     absl::MutexLock lock(&mu_);

@@ -11,8 +11,13 @@
 // again; a deposed leader cannot write anyway, because every Txn compares
 // the fencing token.
 //
+// HaLockServer is the LeadershipControl of the LockServer it runs while it
+// leads: GetServerStatus reports role, leader address and fencing token,
+// and AdminService.StepDown resigns the lease so a standby takes over.
+//
 // State transitions run on one thread fed by the election callbacks.
-// Thread-safety: Start/Shutdown from one thread.
+// Thread-safety: Start/Shutdown from one thread; the LeadershipControl
+// methods from any thread.
 #ifndef LOCKWARDEN_SERVER_SERVICE_HA_SERVER_H_
 #define LOCKWARDEN_SERVER_SERVICE_HA_SERVER_H_
 
@@ -30,13 +35,17 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "server/replication/failure_detector.h"
 #include "server/replication/leader_election.h"
+#include "server/service/admin_service.h"
 #include "server/service/lock_server.h"
 #include "server/store/etcd_client.h"
 
 namespace lockwarden::service {
 
 inline constexpr char kLeaderAddressMetadata[] = "lockwarden-leader-address";
+// StepDown waits at most this long for a successor to report in etcd.
+inline constexpr absl::Duration kStepDownSuccessorWait = absl::Seconds(2);
 
 struct HaServerOptions {
   LockServerOptions server;            // listen, core options, ...
@@ -45,9 +54,21 @@ struct HaServerOptions {
   std::string state_prefix = "/lockwarden/v1/state/";
   std::string election_prefix = replication::kDefaultElectionPrefix;
   absl::Duration lease_ttl = replication::kDefaultLeaseTtl;
+  // Fast failover (failure_detector.h): standbys probe the leader's
+  // grpc.health.v1 and depose it after probe_failures failed probes.
+  bool fast_failover = true;
+  absl::Duration probe_interval = replication::kDefaultProbeInterval;
+  absl::Duration probe_timeout = replication::kDefaultProbeTimeout;
+  int probe_failures = replication::kDefaultFailuresToDepose;
+  // The listener uses TLS (server.credentials are not plaintext). Probes
+  // then need probe_credentials (trusting the servers' certificates for
+  // their advertised names); without them the detector is off and only
+  // the lease replaces a dead leader.
+  bool listener_tls = false;
+  std::shared_ptr<grpc::ChannelCredentials> probe_credentials;
 };
 
-class HaLockServer {
+class HaLockServer final : public LeadershipControl {
  public:
   static absl::StatusOr<std::unique_ptr<HaLockServer>> Start(HaServerOptions options,
                                                              const Clock* clock);
@@ -56,17 +77,23 @@ class HaLockServer {
 
   bool IsLeader() const;
 
+  // LeadershipControl (AdminService).
+  v1::ServerRole Role() const override;
+  std::string LeaderAddress() const override;
+  absl::StatusOr<std::string> StepDown(const std::string& reason) override;
+
  private:
   enum class Transition { kElected, kLost, kStop };
 
   HaLockServer(HaServerOptions options, const Clock* clock);
   void Loop();
   void Push(Transition t, replication::Leadership leadership = {});
+  absl::Status StartDetector();
   absl::Status StartStandby();
   void StopStandby();
   absl::Status BecomeLeader(const replication::Leadership& leadership);
   void StepDownLocal(const std::string& why);
-  std::string CachedLeaderAddress();
+  std::string CachedLeaderAddress() const;
 
   class StandbyService;
 
@@ -74,6 +101,7 @@ class HaLockServer {
   const Clock* const clock_;
   std::unique_ptr<store::EtcdClient> etcd_;
   std::unique_ptr<replication::LeaderElection> election_;
+  std::unique_ptr<replication::LeaderFailureDetector> detector_;
   std::unique_ptr<StandbyService> standby_service_;
   std::unique_ptr<grpc::Server> standby_;    // Only on the loop thread.
   std::unique_ptr<LockServer> leader_;       // Only on the loop thread.
@@ -81,8 +109,8 @@ class HaLockServer {
   mutable absl::Mutex mu_;
   std::deque<std::pair<Transition, replication::Leadership>> queue_ ABSL_GUARDED_BY(mu_);
   bool is_leader_ ABSL_GUARDED_BY(mu_) = false;
-  std::string leader_address_ ABSL_GUARDED_BY(mu_);
-  absl::Time leader_address_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  mutable std::string leader_address_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Time leader_address_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::thread loop_;
 };
 
