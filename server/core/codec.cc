@@ -182,6 +182,10 @@ void WriteEvent(Writer& w, const Event& e) {
     w.Bytes(n->target);
     w.Bytes(n->mon_name);
     w.I32(n->state);
+    if (!n->addresses.empty()) {  // Optional trailing field.
+      w.U64(n->addresses.size());
+      for (const std::string& a : n->addresses) w.Bytes(a);
+    }
   } else {
     const auto& s = std::get<StatusCallbackEvent>(e.body);
     w.U8(2);
@@ -228,6 +232,16 @@ bool ReadEvent(Reader& r, Event* out) {
       SmNotifyEvent n;
       if (!r.Bytes(&n.target) || !r.Bytes(&n.mon_name) || !r.I32(&n.state)) {
         return false;
+      }
+      if (!r.Done()) {  // Optional trailing addresses.
+        uint64_t count;
+        if (!r.U64(&count) || count == 0 || count > kClientAddressesMax) {
+          return false;
+        }
+        n.addresses.resize(count);
+        for (std::string& a : n.addresses) {
+          if (!r.Bytes(&a) || a.empty()) return false;
+        }
       }
       out->body = std::move(n);
       return true;

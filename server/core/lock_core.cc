@@ -155,12 +155,16 @@ Reply LockCore::DoLock(const LockCmd& c) {
   if (auto r = CheckTarget(c.gateway, c.fh, &c.owner)) return *r;
   if (auto r = CheckOpaque("callback", c.callback)) return *r;
   if (auto r = CheckOpaque("cookie", c.cookie)) return *r;
+  if (c.client_address.size() > kClientAddressMaxBytes) {
+    return Invalid(absl::StrCat("client_address longer than ",
+                                 kClientAddressMaxBytes, " bytes"));
+  }
   std::optional<GatewayId> gw = GatewayFor(c.gateway);
   if (!gw) return NoLocks("gateways_max");
   if (GraceRefuses(*gw, c.owner.client, c.reclaim)) {
     return Status(LockStatus::kGrace, "grace period");
   }
-  RecordClientState(c.owner.client, c.client_state);
+  RecordClientState(c.owner.client, c.client_state, c.client_address);
   const Interval iv = ToInterval(c.range);
   std::optional<OwnerId> owner = owners_.Find(c.owner);
   if (!owner && !c.block) {

@@ -233,7 +233,10 @@ class LockCore {
   bool GraceRefuses(GatewayId gid, const std::string& client, bool reclaim);
   void MaybeLiftGrace(GatewayState& g);
   void MarkLedgerDone(const std::string& client);
-  void RecordClientState(const std::string& client, int32_t state);
+  // Records a newer NSM state number and/or a newly seen source address
+  // (empty = none) for `client`; writes the record only on a change.
+  void RecordClientState(const std::string& client, int32_t state,
+                         absl::string_view address = {});
   uint64_t EmitEvent(GatewayId gid, EventBody body);
   void DropEvent(GatewayState& g, uint64_t sequence);
 
@@ -242,7 +245,7 @@ class LockCore {
   std::string LockValue(const std::string& fh, const LockEntry& l) const;
   std::string WaiterValue(const std::string& fh, const WaiterEntry& w) const;
   std::string ShareValue(const std::string& fh, const ShareEntry& s) const;
-  std::string ClientValue(int32_t state) const;
+  std::string ClientValue(const std::string& name) const;
   std::string GatewayValue(const GatewayState& g) const;
   std::string MonitorValue(const GatewayState& g,
                            const internal::MonitorKey& k,
@@ -289,6 +292,9 @@ class LockCore {
   std::vector<GatewayState> gateways_;
   absl::flat_hash_map<std::string, GatewayId> gateway_ids_;
   absl::flat_hash_map<std::string, int32_t> client_states_;
+  // Last-seen source addresses of clients that have a client_states_
+  // record (same bound), most recent first; persisted in the same record.
+  absl::flat_hash_map<std::string, std::vector<std::string>> client_addresses_;
   absl::flat_hash_map<uint64_t, internal::UnconfirmedGrant> unconfirmed_;
   absl::btree_set<std::pair<int64_t, uint64_t>> grant_deadlines_;
   absl::flat_hash_map<std::string, internal::DedupEntry> dedup_;

@@ -90,18 +90,29 @@ void LockCore::MarkLedgerDone(const std::string& client) {
   }
 }
 
-void LockCore::RecordClientState(const std::string& client, int32_t state) {
-  if (state == 0) return;  // 0 = not reported (e.g. clients without NSM).
+void LockCore::RecordClientState(const std::string& client, int32_t state,
+                                 absl::string_view address) {
+  bool changed = false;
   auto it = client_states_.find(client);
   if (it == client_states_.end()) {
-    if (client_states_.size() >= options_.clients_max) return;
+    // 0 = not reported (clients without NSM): nothing to record them by.
+    if (state == 0 || client_states_.size() >= options_.clients_max) return;
     client_states_.emplace(client, state);
-  } else if (NsmStateNewer(state, it->second)) {
+    changed = true;
+  } else if (state != 0 && NsmStateNewer(state, it->second)) {
     it->second = state;
-  } else {
-    return;
+    changed = true;
   }
-  PutClient(client);
+  if (!address.empty() && address.size() <= kClientAddressMaxBytes) {
+    std::vector<std::string>& seen = client_addresses_[client];
+    if (seen.empty() || seen.front() != address) {
+      seen.erase(std::remove(seen.begin(), seen.end(), address), seen.end());
+      seen.insert(seen.begin(), std::string(address));
+      if (seen.size() > kClientAddressesMax) seen.resize(kClientAddressesMax);
+      changed = true;
+    }
+  }
+  if (changed) PutClient(client);
 }
 
 uint64_t LockCore::EmitEvent(GatewayId gid, EventBody body) {
@@ -341,8 +352,13 @@ Reply LockCore::DoBump(const std::string& gateway) {
     }
   }
   for (std::string& target : targets) {
+    auto seen = client_addresses_.find(target);
+    std::vector<std::string> addresses =
+        seen == client_addresses_.end() ? std::vector<std::string>{}
+                                        : seen->second;
     EmitEvent(id, SmNotifyEvent{std::move(target), gateway,
-                                gateways_[id].nsm_state});
+                                gateways_[id].nsm_state,
+                                std::move(addresses)});
   }
   r.nsm_state = gateways_[id].nsm_state;
   return r;

@@ -225,6 +225,38 @@ TEST(NsmTest, NotifySparesNmLockLocksAndWaitersFreeAllEndsThem) {
   LW_EXPECT_OK(h.Verify());
 }
 
+TEST(NsmTest, SmNotifyCarriesTheClientsLastSeenAddressesDurably) {
+  CoreHarness h;
+  h.Apply(Mon("gw-a", "c1"));
+  for (const char* address : {"198.18.0.1", "198.18.0.2", "198.18.0.1",
+                              "198.18.0.3", "198.18.0.4", "198.18.0.5"}) {
+    LockCmd l = h.LockReq("f", MakeOwner("c1", 1), 0, 10, true);
+    l.client_address = address;
+    h.Apply(l);
+  }
+  ASSERT_EQ(h.core().ListClients().size(), 1u);
+  EXPECT_THAT(h.core().ListClients()[0].addresses,
+              ElementsAre("198.18.0.5", "198.18.0.4", "198.18.0.3",
+                          "198.18.0.1"));
+  // Seeing the most recent address again writes nothing.
+  LockCmd again = h.LockReq("f", MakeOwner("c1", 1), 0, 10, true);
+  again.client_address = "198.18.0.5";
+  EXPECT_TRUE(h.Apply(again).delta.empty());
+  LW_EXPECT_OK(h.Verify());  // Addresses survive a rebuild.
+
+  Effects fx = h.Apply(SimuCrashCmd{"", "gw-a"});
+  ASSERT_EQ(fx.events.size(), 1u);
+  const auto& n = std::get<SmNotifyEvent>(fx.events[0].body);
+  EXPECT_EQ(n.target, "c1");
+  EXPECT_THAT(n.addresses, ElementsAre("198.18.0.5", "198.18.0.4",
+                                       "198.18.0.3", "198.18.0.1"));
+  LW_EXPECT_OK(h.Verify());  // The event's addresses too.
+
+  LockCmd huge = h.LockReq("f", MakeOwner("c1", 2), 20, 10, true);
+  huge.client_address = std::string(kClientAddressMaxBytes + 1, '1');
+  EXPECT_EQ(h.Apply(huge).reply.status, LockStatus::kInvalid);
+}
+
 TEST(NsmTest, StateNumbersCompareWithWraparound) {
   EXPECT_TRUE(NsmStateNewer(3, 1));
   EXPECT_FALSE(NsmStateNewer(1, 3));

@@ -84,9 +84,16 @@ std::string LockCore::ShareValue(const std::string& fh,
   return std::move(w).Finish();
 }
 
-std::string LockCore::ClientValue(int32_t state) const {
+std::string LockCore::ClientValue(const std::string& name) const {
   Writer w;
-  w.I32(state);
+  w.I32(client_states_.at(name));
+  // Optional trailing address list (absent = none seen), so records written
+  // before addresses were kept still read.
+  auto seen = client_addresses_.find(name);
+  if (seen != client_addresses_.end() && !seen->second.empty()) {
+    w.U64(seen->second.size());
+    for (const std::string& a : seen->second) w.Bytes(a);
+  }
   return std::move(w).Finish();
 }
 
@@ -167,7 +174,7 @@ void LockCore::DeleteShare(uint64_t id) {
 }
 void LockCore::PutClient(const std::string& name) {
   Put(absl::StrCat(codec::kClientPrefix, name),
-      ClientValue(client_states_.at(name)));
+      ClientValue(name));
 }
 void LockCore::PutGateway(const GatewayState& g) {
   Put(absl::StrCat(codec::kGatewayPrefix, g.name), GatewayValue(g));
@@ -221,7 +228,7 @@ std::map<std::string, std::string> LockCore::Snapshot() const {
     }
   }
   for (const auto& [name, state] : client_states_) {
-    out[absl::StrCat(codec::kClientPrefix, name)] = ClientValue(state);
+    out[absl::StrCat(codec::kClientPrefix, name)] = ClientValue(name);
   }
   for (const GatewayState& g : gateways_) {
     out[absl::StrCat(codec::kGatewayPrefix, g.name)] = GatewayValue(g);

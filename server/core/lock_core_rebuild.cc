@@ -140,8 +140,20 @@ absl::Status LockCore::RebuildRecord(const std::string& key,
   }
   if (family == "c/") {
     int32_t state;
-    if (name.empty() || !r.I32(&state) || !r.Done()) {
-      return Corrupt(key, "malformed client");
+    if (name.empty() || !r.I32(&state)) return Corrupt(key, "malformed client");
+    if (!r.Done()) {
+      uint64_t n;
+      if (!r.U64(&n) || n == 0 || n > kClientAddressesMax) {
+        return Corrupt(key, "malformed client addresses");
+      }
+      std::vector<std::string>& seen = client_addresses_[name];
+      seen.resize(n);
+      for (std::string& a : seen) {
+        if (!r.Bytes(&a) || a.empty() || a.size() > kClientAddressMaxBytes) {
+          return Corrupt(key, "malformed client address");
+        }
+      }
+      if (!r.Done()) return Corrupt(key, "trailing bytes");
     }
     client_states_[name] = state;
     return absl::OkStatus();

@@ -170,7 +170,11 @@ std::vector<WaitForEdge> LockCore::WaitForEdges() const {
 std::vector<ClientInfo> LockCore::ListClients() const {
   std::vector<ClientInfo> rows;
   for (const auto& [name, state] : client_states_) {
-    rows.push_back({name, state});
+    auto seen = client_addresses_.find(name);
+    rows.push_back({name, state,
+                    seen == client_addresses_.end()
+                        ? std::vector<std::string>{}
+                        : seen->second});
   }
   std::sort(rows.begin(), rows.end(),
             [](const ClientInfo& a, const ClientInfo& b) {

@@ -18,6 +18,12 @@
 
 namespace lockwarden::core {
 
+// Addresses kept per client (most recent first): a multi-homed client is
+// seen from a few; more would only be stale.
+inline constexpr size_t kClientAddressesMax = 4;
+// Longest address accepted (an IPv6 text form with zone fits in 64).
+inline constexpr size_t kClientAddressMaxBytes = 64;
+
 // The NLM lock owner: caller_name + svid + oh. Two svids on one host are two
 // owners (their locks conflict); one owner's locks never conflict with each
 // other and merge.
@@ -98,6 +104,11 @@ struct LockCmd {  // NLM LOCK / NM_LOCK
   // the lock. NM_LOCK (false): only FREE_ALL (or an admin) releases it.
   bool monitored = true;
   int32_t client_state = 0;  // lockargs.state; 0 = not reported.
+  // Source address the gateway saw the request come from (may be empty):
+  // recorded with the client's NSM state, so an SM_NOTIFY can still reach
+  // a client whose mon_name does not resolve (a pod's view of DNS rarely
+  // knows clients' node names).
+  std::string client_address;
   std::string callback;      // Echoed in the Granted event (blocking only).
   std::string cookie;        // Echoed in the Granted event.
 };
@@ -274,6 +285,9 @@ struct SmNotifyEvent {  // Send SM_NOTIFY{mon_name, state} to host `target`.
   std::string target;    // A mon_name registered on the gateway identity.
   std::string mon_name;  // The gateway identity itself.
   int32_t state = 0;     // Its new NSM state number.
+  // Where `target` was last seen (LOCK source addresses), most recent first;
+  // at most kClientAddressesMax.
+  std::vector<std::string> addresses;
 };
 
 struct StatusCallbackEvent {  // statd -> lockd callback for a registration.

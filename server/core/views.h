@@ -75,6 +75,7 @@ struct WaitForEdge {
 struct ClientInfo {
   std::string name;
   int32_t nsm_state = 0;
+  std::vector<std::string> addresses;  // Most recent first.
 };
 
 struct MonitorInfo {

@@ -124,6 +124,7 @@ absl::StatusOr<core::LockCmd> ToCommand(const v1::LockRequest& r) {
   c.reclaim = r.reclaim();
   c.client_state = r.client_state();
   c.monitored = r.monitored();
+  c.client_address = r.callback().client_address();
   if (r.block()) c.callback = r.callback().SerializeAsString();
   c.cookie = r.cookie();
   return c;
@@ -363,6 +364,7 @@ bool ToNotificationEvent(const core::Event& e, v1::NotificationEvent* out) {
     sm->set_target_host(n->target);
     sm->set_announced_name(n->mon_name);
     sm->set_state(n->state);
+    for (const std::string& a : n->addresses) sm->add_target_addresses(a);
     return true;
   }
   if (const auto* c = std::get_if<core::StatusCallbackEvent>(&e.body)) {

@@ -2,6 +2,7 @@
 // fresh SM_NOTIFY, SIMU_CRASH with grace and outgoing notifications.
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/service/service_test_util.h"
 #include "server/store/memory_store.h"
@@ -155,6 +156,13 @@ TEST_F(MonitorServiceTest, SimuCrashBumpsByTwoNotifiesAndEntersGrace) {
     ASSERT_TRUE(e.has_sm_notify());
     EXPECT_EQ(e.sm_notify().announced_name(), "gw-a");
     EXPECT_EQ(e.sm_notify().state(), before + 2);
+    // Where the client's LOCKs came from, for a mon_name that won't resolve.
+    if (e.sm_notify().target_host() == "client-1") {
+      EXPECT_THAT(e.sm_notify().target_addresses(),
+                  ::testing::ElementsAre("198.18.0.9"));
+    } else {
+      EXPECT_THAT(e.sm_notify().target_addresses(), ::testing::IsEmpty());
+    }
   }
 
   // In grace: only reclaims.
