@@ -248,6 +248,117 @@ class GatewayConformanceTest(unittest.TestCase):
                 'NLM4_GRANTED', 'NLM4_GRANTED', 'NLM4_GRANTED', 'NLM4_GRANTED'],
                 'udp=%s: the retransmitted LOCK was re-executed' % udp)
 
+    # --- NLM v1 / v3 (32-bit) through libtirpc from our nlm_prot.x ---------
+
+    def legacy(self, vers, *ops, host=None, udp=False, fh='0d0e0f', svid=1,
+               offset=0, length=10, exclusive=True, extra=()):
+        host = host or self.client
+        args = ['--server', 'server', '--vers', str(vers), '--caller',
+                host.name, '--svid', str(svid), '--fh', fh, '--oh', OH,
+                '--offset', str(offset), '--length', str(length)]
+        if exclusive:
+            args.append('--exclusive')
+        if udp:
+            args.append('--udp')
+        replies, _ = peers.nlm_legacy_client(host, args + list(extra) +
+                                             list(ops))
+        return replies
+
+    def test_v1_v3_lock_test_unlock_between_two_hosts(self):
+        for vers in (1, 3):
+            for udp in (False, True):
+                fh = 'a1%02x%02x' % (vers, int(udp))
+                what = 'v%d udp=%s' % (vers, udp)
+                got = self.legacy(vers, 'lock', 'test', fh=fh, udp=udp)
+                self.assertEqual([r.status for r in got],
+                                 ['LCK_GRANTED', 'LCK_GRANTED'], what)
+                got = self.legacy(vers, 'test', 'lock', fh=fh, udp=udp,
+                                  host=self.other, offset=5)
+                self.assertEqual([r.status for r in got],
+                                 ['LCK_DENIED', 'LCK_DENIED'], what)
+                self.assertIn('holder svid=1 offset=0 length=10 exclusive=1',
+                              got[0].detail, what)
+                got = self.legacy(vers, 'unlock', fh=fh, udp=udp)
+                self.assertEqual(got[0].status, 'LCK_GRANTED', what)
+                got = self.legacy(vers, 'lock', 'unlock', fh=fh, udp=udp,
+                                  host=self.other, offset=5)
+                self.assertEqual([r.status for r in got],
+                                 ['LCK_GRANTED', 'LCK_GRANTED'], what)
+
+    def test_v3_sees_64_bit_v4_locks_as_far_as_32_bits_can_say(self):
+        fh = 'a20001'
+        # A v4 lock wholly past 2^32 - 1: v3 cannot name its holder.
+        got, _ = self.nlm('lock:svid=7,excl=1,offset=%d,len=10' % (2**34 + 5),
+                          fh=fh, host=self.other)
+        self.assertEqual(got, [('lock', 'NLM4_GRANTED')])
+        got = self.legacy(3, 'test', fh=fh, offset=0, length=0)
+        self.assertEqual(got[0].status, 'LCK_DENIED_NOLOCKS')
+        # One that starts below 2^32 and ends above: length 0 (to EOF).
+        got, _ = self.nlm('lock:svid=8,excl=1,offset=100,len=%d' % 2**33,
+                          fh=fh, host=self.other)
+        self.assertEqual(got, [('lock', 'NLM4_GRANTED')])
+        got = self.legacy(1, 'test', fh=fh, offset=0, length=0)
+        self.assertEqual(got[0].status, 'LCK_DENIED')
+        self.assertIn('holder svid=8 offset=100 length=0', got[0].detail)
+        self.nlm('unlock:svid=7,offset=0,len=0', 'unlock:svid=8,offset=0,len=0',
+                 fh=fh, host=self.other)
+        # A v3 range running past 2^32 - 1 is "to end of file" (like lockd):
+        # it conflicts with a v4 request far beyond 32 bits.
+        got = self.legacy(3, 'lock', fh=fh, offset=2**32 - 6, length=100)
+        self.assertEqual(got[0].status, 'LCK_GRANTED')
+        got, _ = self.nlm('test:svid=9,excl=1,offset=%d,len=1' % 2**40, fh=fh,
+                          host=self.other)
+        self.assertEqual(got, [('test', 'NLM4_DENIED')])
+        self.legacy(3, 'unlock', fh=fh, offset=2**32 - 6, length=100)
+
+    def test_v3_share_reservations_conflict_by_access_and_deny(self):
+        fh = 'a30001'
+        # client: read+write, deny write; other: write access is refused.
+        got = self.legacy(3, 'share', fh=fh, extra=['--access', '3',
+                                                    '--mode', '2'])
+        self.assertEqual(got[0].status, 'LCK_GRANTED')
+        got = self.legacy(3, 'share', fh=fh, host=self.other,
+                          extra=['--access', '2', '--mode', '0'])
+        self.assertEqual(got[0].status, 'LCK_DENIED')
+        got = self.legacy(3, 'share', fh=fh, host=self.other,
+                          extra=['--access', '1', '--mode', '0'])
+        self.assertEqual(got[0].status, 'LCK_GRANTED', 'read is not denied')
+        got = self.legacy(3, 'unshare', fh=fh, extra=['--access', '3',
+                                                      '--mode', '2'])
+        self.assertEqual(got[0].status, 'LCK_GRANTED')
+        got = self.legacy(3, 'share', fh=fh, host=self.other,
+                          extra=['--access', '2', '--mode', '0'])
+        self.assertEqual(got[0].status, 'LCK_GRANTED')
+        self.legacy(3, 'unshare', fh=fh, host=self.other,
+                    extra=['--access', '3', '--mode', '0'])
+
+    # Runs after the sm-notify test (z): NSM state numbers only grow, and
+    # this one announces a later state for the same client.
+    def test_z_nm_lock_survives_sm_notify_and_free_all_releases_it(self):
+        fh = 'a40001'
+        # NM_LOCK: a client without statd. Its reboot notice must not end
+        # the lock; only FREE_ALL (sent by such a client on boot) does.
+        got = self.legacy(3, 'nm_lock', fh=fh, extra=['--state', '3'])
+        self.assertEqual(got[0].status, 'LCK_GRANTED')
+        state_dir = os.path.join(self.topo.workdir, 'client-sm-nm')
+        left = peers.sm_notify(self.client, state_dir, ['server'], 'client',
+                               101)
+        self.assertEqual(left.unacknowledged, [], left.output)
+        time.sleep(1.0)
+        got = self.legacy(3, 'test', fh=fh, host=self.other, svid=2)
+        self.assertEqual(got[0].status, 'LCK_DENIED',
+                         'SM_NOTIFY released an NM_LOCK lock')
+        got = self.legacy(3, 'free_all', fh=fh, extra=['--state', '103'])
+        self.assertEqual(got[0].status, 'SENT')
+        deadline = time.monotonic() + 10
+        while True:
+            got = self.legacy(3, 'test', fh=fh, host=self.other, svid=2)
+            if got[0].status == 'LCK_GRANTED' or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(got[0].status, 'LCK_GRANTED',
+                         'FREE_ALL did not release the NM_LOCK lock')
+
     # --- NSM: sm-notify, rpc.statd -----------------------------------------
 
     def test_sm_notify_releases_older_locks_and_a_stale_one_nothing(self):

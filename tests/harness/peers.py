@@ -188,6 +188,23 @@ def nlm_client(host, args, timeout=PEER_TIMEOUT_S, check=True):
     return parse_nlm_client_output(res.stdout), res
 
 
+_LEGACY_REPLY_RE = re.compile(r'^(\S+) (LCK_\w+|RPC_ERROR|SENT)(?: (.*))?$')
+
+
+def nlm_legacy_client(host, args, timeout=PEER_TIMEOUT_S, check=True):
+    """Runs tests/peers/nlm_legacy_client (NLM v1/v3 over libtirpc from the
+    project's nlm_prot.x) on `host`; returns (list of NlmReply with LCK_*
+    statuses, CompletedProcess)."""
+    res = host.run([runfile('tests/peers/nlm_legacy_client')] + list(args),
+                   timeout=timeout, check=check, env=peer_env())
+    replies = []
+    for line in res.stdout.splitlines():
+        m = _LEGACY_REPLY_RE.match(line.strip())
+        if m:
+            replies.append(NlmReply(m.group(1), m.group(2), m.group(3) or ''))
+    return replies, res
+
+
 def start_nlm_callbacks(host, port=4045, count=0, max_seconds=120,
                         extra_args=(), timeout=PEER_TIMEOUT_S):
     """Starts nlm_client --serve-callbacks on `host` (NLM v4 registered with
