@@ -1,5 +1,6 @@
 #include "server/store/etcd_watch.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -47,6 +48,20 @@ void EtcdWatch::Cancel() {
 int64_t EtcdWatch::next_revision() const {
   absl::MutexLock lock(&mu_);
   return next_revision_;
+}
+
+absl::Status EtcdWatch::RequestProgress() {
+  absl::MutexLock lock(&mu_);
+  if (stream_ == nullptr) return absl::UnavailableError("etcd watch: no open stream");
+  etcdserverpb::WatchRequest request;
+  request.mutable_progress_request();
+  if (!stream_->Write(request)) return absl::UnavailableError("etcd watch: stream broken");
+  return absl::OkStatus();
+}
+
+int64_t EtcdWatch::progress_revision() const {
+  absl::MutexLock lock(&mu_);
+  return progress_revision_;
 }
 
 void EtcdWatch::Run() {
@@ -104,6 +119,10 @@ bool EtcdWatch::RunStream(absl::Status* why) {
   bool progressed = false;
   bool broken = true;  // Unless the watch ended on purpose.
   if (stream->Write(request)) {
+    {
+      absl::MutexLock lock(&mu_);
+      stream_ = stream.get();
+    }
     etcdserverpb::WatchResponse response;
     while (stream->Read(&response)) {
       progressed = true;
@@ -116,7 +135,16 @@ bool EtcdWatch::RunStream(absl::Status* why) {
         }
         break;
       }
-      if (response.events_size() == 0) continue;
+      if (response.events_size() == 0) {
+        // A progress notification (not the creation answer, whose revision
+        // precedes the history still to come): all events up to its
+        // revision have been delivered.
+        if (!response.created()) {
+          absl::MutexLock lock(&mu_);
+          progress_revision_ = std::max(progress_revision_, response.header().revision());
+        }
+        continue;
+      }
       std::vector<WatchEvent> events;
       events.reserve(response.events_size());
       for (const mvccpb::Event& e : response.events()) {
@@ -137,7 +165,14 @@ bool EtcdWatch::RunStream(absl::Status* why) {
         absl::MutexLock lock(&mu_);
         next_revision_ = events.back().mod_revision + 1;
       }
+      const int64_t last = events.back().mod_revision;
       if (on_events_) on_events_(events);
+      absl::MutexLock lock(&mu_);
+      progress_revision_ = std::max(progress_revision_, last);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      stream_ = nullptr;
     }
     stream->WritesDone();
   }

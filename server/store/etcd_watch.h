@@ -18,8 +18,15 @@
 // on_end runs at most once, never after Cancel() (or the destructor)
 // returns, and never for a Cancel().
 //
-// Thread safety: Cancel() and next_revision() may be called from any thread
-// but a callback; callbacks run on the watch thread, one at a time, and must
+// Progress: RequestProgress() asks etcd (WatchProgressRequest) for a
+// notification that every event up to its current revision has been sent;
+// progress_revision() is then that revision (once the callbacks for every
+// earlier event have returned). etcd 3.4 answers only once the watch has
+// caught up with history, so callers poll. A standby uses it at takeover:
+// caught up when progress_revision() >= a linearizable read's revision.
+//
+// Thread safety: Cancel(), next_revision(), RequestProgress() and
+// progress_revision() may be called from any thread but a callback; callbacks run on the watch thread, one at a time, and must
 // not call Cancel() or destroy the watch.
 #ifndef LOCKWARDEN_SERVER_STORE_ETCD_WATCH_H_
 #define LOCKWARDEN_SERVER_STORE_ETCD_WATCH_H_
@@ -87,6 +94,12 @@ class EtcdWatch {
   // The revision the watch will deliver next (after the last event seen).
   int64_t next_revision() const;
 
+  // Sends a progress request on the live stream; UNAVAILABLE if none is
+  // open right now (reconnecting).
+  absl::Status RequestProgress();
+  // Every event at or below this revision has been delivered (0: unknown).
+  int64_t progress_revision() const;
+
  private:
   EtcdWatch(EtcdClient* client, EtcdWatchOptions options, EventsFn on_events,
             EndFn on_end);
@@ -105,7 +118,12 @@ class EtcdWatch {
   mutable absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* stream_context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // The open stream once the create request is written (RequestProgress
+  // writes on it under mu_).
+  grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>*
+      stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   int64_t next_revision_ ABSL_GUARDED_BY(mu_);
+  int64_t progress_revision_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::thread thread_;
