@@ -33,7 +33,9 @@ runs them all. The rules, and why:
                 in parallel; lockwarden-server's --etcd-endpoints name the
                 same members.
   lockwarden    readiness is the leadership-aware grpc.health.v1 check of
-                lockwarden.v1.LockService; gateways list every server
+                lockwarden.v1.LockService, so (standbys never being Ready)
+                pods start in parallel and update OnDelete; gateways list
+                every server
                 instance; PDBs: etcd maxUnavailable 1, every multi-replica
                 workload has one; anti-affinity spreads etcd and servers.
   images        pinned: an explicit version tag (never "latest") or a
@@ -412,6 +414,15 @@ def check_lockwarden(objs, version):
     if (probe.get('grpc') or {}).get('service') != LEADER_HEALTH_SERVICE:
         out.append('%s: readiness must be the grpc.health.v1 check of %s '
                    '(leader only)' % (_pod_name(pod), LEADER_HEALTH_SERVICE))
+    # Only the leader is ever Ready: a RollingUpdate would wait forever for
+    # the first replaced standby, OrderedReady would never start the second.
+    if replicas > 1:
+        if (sts['spec'].get('updateStrategy') or {}).get('type') != 'OnDelete':
+            out.append('%s: updateStrategy must be OnDelete (standbys are '
+                       'never Ready)' % _pod_name(pod))
+        if sts['spec'].get('podManagementPolicy') != 'Parallel':
+            out.append('%s: podManagementPolicy must be Parallel (standbys '
+                       'are never Ready)' % _pod_name(pod))
     if _flag(c, '--version-string') != version:
         out.append('%s: --version-string=%s, deploy/VERSION is %s' %
                    (_pod_name(pod), _flag(c, '--version-string'), version))

@@ -134,6 +134,10 @@ MUTATIONS = [
     ('gateway misses a server instance',
      lambda o: _set_arg(_gateway(o), '--server', 'lockwarden-server:7420'),
      'expected every server instance'),
+    ('server rolling update would stall on the first standby',
+     lambda o: k.find(o, 'StatefulSet', 'lockwarden-server')['spec']
+     .update({'updateStrategy': {'type': 'RollingUpdate'}}),
+     'updateStrategy must be OnDelete'),
     ('PDB selects nothing',
      lambda o: k.find(o, 'PodDisruptionBudget', 'etcd')['spec']['selector']
      ['matchLabels'].update({'app.kubernetes.io/name': 'etc'}),
