@@ -61,17 +61,21 @@ absl::Status CommandEnv::Validate() {
   return absl::OkStatus();
 }
 
+ConnectionOptions CommandEnv::connection_options() const {
+  ConnectionOptions options;
+  options.addresses = addresses_;
+  options.rpc_timeout = rpc_timeout_;
+  options.tls_ca_file = tls_ca_file;
+  options.tls_cert_file = tls_cert_file;
+  options.tls_key_file = tls_key_file;
+  options.bearer_token = bearer_token;
+  return options;
+}
+
 absl::StatusOr<Connection*> CommandEnv::connection() {
   if (connection_ == nullptr) {
-    ConnectionOptions options;
-    options.addresses = addresses_;
-    options.rpc_timeout = rpc_timeout_;
-    options.tls_ca_file = tls_ca_file;
-    options.tls_cert_file = tls_cert_file;
-    options.tls_key_file = tls_key_file;
-    options.bearer_token = bearer_token;
     absl::StatusOr<std::unique_ptr<Connection>> connection =
-        Connection::Create(std::move(options));
+        Connection::Create(connection_options());
     if (!connection.ok()) return connection.status();
     connection_ = *std::move(connection);
   }
@@ -127,6 +131,7 @@ int RunLockwardenctl(const std::vector<std::string>& args, std::ostream& out,
   AddInspectCommands(app, &env);
   AddStatusCommands(app, &env);
   AddRepairCommands(app, &env);
+  AddDrillCommands(app, &env);
 
   std::vector<std::string> storage = args;
   if (storage.empty()) storage.push_back("lockwardenctl");

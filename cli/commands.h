@@ -68,6 +68,9 @@ class CommandEnv {
 
   // The connection, created on first use from the validated flags.
   absl::StatusOr<Connection*> connection();
+  // The options connection() is built from (valid after Validate()), for
+  // commands that need a second connection (the drill's prober).
+  ConnectionOptions connection_options() const;
 
   OutputFormat format() const { return format_; }
   absl::Duration rpc_timeout() const { return rpc_timeout_; }
@@ -112,6 +115,8 @@ void AddStatusCommands(CLI::App& app, CommandEnv* env);
 void AddRepairCommands(CLI::App& app, CommandEnv* env);
 // snapshot export, snapshot import.
 void AddSnapshotCommands(CLI::App& app, CommandEnv* env);
+// drill failover, drill client-reboot (commands_drill.cc).
+void AddDrillCommands(CLI::App& app, CommandEnv* env);
 
 // Finds the subcommand `name` of `app`, adding it (with `description`) if it
 // does not exist yet, so two files can add leaves under "locks".
