@@ -52,7 +52,7 @@ namespace lockwarden::replication {
 // back to a full reload.
 inline constexpr absl::Duration kDefaultCatchUpTimeout = absl::Seconds(2);
 // Between progress requests while catching up.
-inline constexpr absl::Duration kProgressPollInterval = absl::Milliseconds(20);
+inline constexpr absl::Duration kProgressPollInterval = absl::Milliseconds(5);
 
 class ReplicaState {
  public:

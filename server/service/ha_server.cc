@@ -16,6 +16,8 @@ namespace {
 constexpr const char* kLockServiceNames[] = {
     "lockwarden.v1.LockService", "lockwarden.v1.MonitorService",
     "lockwarden.v1.AdminService"};
+// A standby without a healthy replica retries loading one this often.
+constexpr absl::Duration kReplicaCheckInterval = absl::Seconds(1);
 // How long a standby trusts its cached leader address.
 constexpr absl::Duration kLeaderAddressCacheTtl = absl::Milliseconds(300);
 
@@ -243,7 +245,20 @@ absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadershi
   // binds the same port (gRPC sets SO_REUSEPORT): the port is never closed
   // during a takeover, so the other standbys' liveness probes never see
   // the new leader as dead, and clients get a redirect, never a refusal.
-  auto server = LockServer::Start(server_options, *std::move(store), clock_);
+  std::optional<core::LockCore> warm;
+  if (replica_ != nullptr) {
+    absl::StatusOr<core::LockCore> taken = replica_->TakeCaughtUp();
+    replica_.reset();
+    if (taken.ok()) {
+      warm = *std::move(taken);
+    } else {
+      LogEvent(LogLevel::kWarn, "replica_not_used",
+               {{"why", taken.status()}, {"fallback", "full recovery from etcd"}});
+    }
+  }
+  const bool was_warm = warm.has_value();
+  auto server = LockServer::StartWithCore(server_options, *std::move(store), std::move(warm),
+                                          clock_);
   if (!server.ok()) return server.status();
   StopStandby();
   leader_ = *std::move(server);
@@ -253,6 +268,7 @@ absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadershi
   }
   LogEvent(LogLevel::kInfo, "leader_serving",
            {{"fencing_token", leadership.create_revision},
+            {"warm", was_warm},
             {"takeover_ms", absl::ToDoubleMilliseconds(absl::Now() - start)}});
   return absl::OkStatus();
 }
@@ -269,15 +285,52 @@ void HaLockServer::StepDownLocal(const std::string& why) {
   LogEvent(LogLevel::kWarn, "standby_again", {{"why", why}});
 }
 
+void HaLockServer::MaintainReplica() {
+  if (leader_ != nullptr || !options_.warm_standby) return;
+  if (replica_ != nullptr) {
+    const replication::StandbyReplicaStats stats = replica_->stats();
+    if (stats.health.ok()) return;
+    LogEvent(LogLevel::kWarn, "replica_restart", {{"why", stats.health}});
+    replica_.reset();
+  }
+  if (replica_store_ == nullptr) {
+    store::EtcdStoreOptions store_options;
+    store_options.key_prefix = options_.state_prefix;
+    // Fenced without a fence: it can read and watch, never write.
+    auto store = store::EtcdStore::OpenWithClient(etcd_.get(), store_options);
+    if (!store.ok()) {
+      LogEvent(LogLevel::kWarn, "replica_unavailable", {{"error", store.status()}});
+      return;
+    }
+    replica_store_ = *std::move(store);
+  }
+  auto replica = replication::StandbyReplica::Start(replica_store_.get(), options_.server.core);
+  if (!replica.ok()) {
+    // etcd unreachable, or state it cannot rebuild: a takeover then
+    // recovers from the store as a cold start would.
+    LogEvent(LogLevel::kWarn, "replica_unavailable", {{"error", replica.status()}});
+    return;
+  }
+  replica_ = *std::move(replica);
+}
+
 void HaLockServer::Loop() {
+  MaintainReplica();
   for (;;) {
     std::pair<Transition, replication::Leadership> next;
+    bool have_work;
     {
       absl::MutexLock lock(&mu_);
       auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !queue_.empty(); };
-      mu_.Await(absl::Condition(&has_work));
-      next = std::move(queue_.front());
-      queue_.pop_front();
+      have_work = mu_.AwaitWithTimeout(absl::Condition(&has_work), kReplicaCheckInterval);
+      if (have_work) {
+        next = std::move(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    if (!have_work) {
+      MaintainReplica();  // Outside mu_: it reads etcd.
+      continue;
     }
     switch (next.first) {
       case Transition::kElected:
@@ -292,11 +345,13 @@ void HaLockServer::Loop() {
           if (absl::Status s = StartStandby(); !s.ok()) {
             LogEvent(LogLevel::kError, "standby_restart_failed", {{"error", s}});
           }
+          MaintainReplica();  // Warm again for the next takeover.
         }
         break;
       case Transition::kStop:
         StepDownLocal("shutdown");
         StopStandby();
+        replica_.reset();
         return;
     }
   }

@@ -5,8 +5,11 @@
 // MonitorService and AdminService call gets FAILED_PRECONDITION with the
 // leader's address in the trailing metadata `lockwarden-leader-address`
 // (gateways and the CLI follow it), and grpc.health.v1 reports NOT_SERVING
-// for those services. Once elected it opens an EtcdStore fenced by its
-// leader key's create revision, recovers the state from etcd and serves.
+// for those services. Meanwhile it keeps a warm copy of the state
+// (replication/standby_replica.h: a scan, then the etcd watch applied to
+// the same LockCore). Once elected it opens an EtcdStore fenced by its
+// leader key's create revision, catches the copy up to the store and
+// serves from it (a full recovery from etcd only if the copy is broken).
 // When it loses leadership it stops serving at once and becomes a standby
 // again; a deposed leader cannot write anyway, because every Txn compares
 // the fencing token.
@@ -37,9 +40,11 @@
 #include "common/clock.h"
 #include "server/replication/failure_detector.h"
 #include "server/replication/leader_election.h"
+#include "server/replication/standby_replica.h"
 #include "server/service/admin_service.h"
 #include "server/service/lock_server.h"
 #include "server/store/etcd_client.h"
+#include "server/store/etcd_store.h"
 
 namespace lockwarden::service {
 
@@ -66,6 +71,9 @@ struct HaServerOptions {
   // the lease replaces a dead leader.
   bool listener_tls = false;
   std::shared_ptr<grpc::ChannelCredentials> probe_credentials;
+  // Standbys keep a warm copy of the state (replication/standby_replica.h)
+  // and hand it to the leader's server at takeover instead of reloading.
+  bool warm_standby = true;
 };
 
 class HaLockServer final : public LeadershipControl {
@@ -93,6 +101,8 @@ class HaLockServer final : public LeadershipControl {
   void StopStandby();
   absl::Status BecomeLeader(const replication::Leadership& leadership);
   void StepDownLocal(const std::string& why);
+  // Standby only: (re)starts the warm replica when missing or broken.
+  void MaintainReplica();
   std::string CachedLeaderAddress() const;
 
   class StandbyService;
@@ -105,6 +115,9 @@ class HaLockServer final : public LeadershipControl {
   std::unique_ptr<StandbyService> standby_service_;
   std::unique_ptr<grpc::Server> standby_;    // Only on the loop thread.
   std::unique_ptr<LockServer> leader_;       // Only on the loop thread.
+  // Standby's warm copy (only on the loop thread) and its read-only store.
+  std::unique_ptr<store::EtcdStore> replica_store_;
+  std::unique_ptr<replication::StandbyReplica> replica_;
 
   mutable absl::Mutex mu_;
   std::deque<std::pair<Transition, replication::Leadership>> queue_ ABSL_GUARDED_BY(mu_);

@@ -78,6 +78,12 @@ absl::StatusOr<core::LockCore> RecoverCore(const store::StateStore& store,
 absl::StatusOr<std::unique_ptr<LockServer>> LockServer::Start(
     const LockServerOptions& options, std::unique_ptr<store::StateStore> store,
     const Clock* clock) {
+  return StartWithCore(options, std::move(store), std::nullopt, clock);
+}
+
+absl::StatusOr<std::unique_ptr<LockServer>> LockServer::StartWithCore(
+    const LockServerOptions& options, std::unique_ptr<store::StateStore> store,
+    std::optional<core::LockCore> warm_core, const Clock* clock) {
   std::unique_ptr<LockServer> s(new LockServer);
   s->options_ = options;
   if (s->options_.server_id.empty()) s->options_.server_id = HostName();
@@ -91,7 +97,9 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::Start(
   }
   s->store_ = std::move(store);
 
-  auto core = RecoverCore(*s->store_, options.core, &s->recovery_, clock);
+  absl::StatusOr<core::LockCore> core =
+      warm_core.has_value() ? absl::StatusOr<core::LockCore>(*std::move(warm_core))
+                            : RecoverCore(*s->store_, options.core, &s->recovery_, clock);
   if (!core.ok()) return core.status();
 
   s->pipeline_ = std::make_unique<store::CommitPipeline>(s->store_.get(),

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -53,6 +54,12 @@ class LockServer {
   static absl::StatusOr<std::unique_ptr<LockServer>> Start(
       const LockServerOptions& options, std::unique_ptr<store::StateStore> store,
       const Clock* clock);
+  // As Start, but serves `warm_core` when given: a core already equal to the
+  // store's state (a warm standby's replica, server/replication), so a
+  // takeover skips the reload.
+  static absl::StatusOr<std::unique_ptr<LockServer>> StartWithCore(
+      const LockServerOptions& options, std::unique_ptr<store::StateStore> store,
+      std::optional<core::LockCore> warm_core, const Clock* clock);
 
   ~LockServer();
 
