@@ -10,7 +10,11 @@
 // `name = "nfs.example"`); flags on the command line win. Ports may be 0
 // (ephemeral, for tests): the bound ones are printed in the ready line
 //   lockwarden-gateway ready nlm=<port> nsm=<port> portmap=<port>
-// (portmap=0 when the embedded portmapper is off).
+// (portmap=0 when the embedded portmapper is off), followed by
+// ` metrics=<port>` when --metrics-listen is set.
+//
+// --metrics-listen=HOST:PORT serves Prometheus metrics at /metrics
+// (gateway/metrics/gateway_metrics.h lists the series).
 //
 // SIGTERM/SIGINT shut down gracefully: unregister from the host's rpcbind
 // (no new clients find us), let the NLM calls in flight finish (bounded by
@@ -24,12 +28,15 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/support/client_interceptor.h>
+
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "gateway/client/server_client.h"
+#include "gateway/metrics/gateway_metrics.h"
 #include "gateway/nlm/grant_delivery.h"
 #include "gateway/nlm/nlm_callback_client.h"
 #include "gateway/nlm/nlm_service.h"
@@ -41,6 +48,7 @@
 #include "gateway/rpc/duplicate_request_cache.h"
 #include "gateway/rpc/rpc_client.h"
 #include "gateway/rpc/transport.h"
+#include "gateway/server_credentials.h"
 #include "gateway/xdr/nlm_prot.h"
 
 namespace lockwarden::gateway {
@@ -71,6 +79,8 @@ struct Flags {
   int64_t grant_timeout_ms = 60000;
   std::string log_level = "info";
   std::string log_format = "text";
+  std::string metrics_listen;
+  ServerTlsOptions tls;
 };
 
 void DefineFlags(CLI::App& app, Flags& f) {
@@ -144,6 +154,16 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "how long calls in flight may take on shutdown")
       ->check(CLI::Range(int64_t{0}, int64_t{600000}))
       ->capture_default_str();
+  app.add_option("--tls-ca", f.tls.ca_file,
+                 "PEM CA bundle: talk TLS to the server, whose certificate "
+                 "must chain to it");
+  app.add_option("--tls-cert", f.tls.cert_file,
+                 "PEM certificate chain presented to the server (mutual "
+                 "TLS); with --tls-key");
+  app.add_option("--tls-key", f.tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--metrics-listen", f.metrics_listen,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics "
+                 "(port 0 = ephemeral; empty = off)");
   app.add_option("--log-level", f.log_level, "debug|info|warn|error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
@@ -210,20 +230,45 @@ int Run(Flags& f) {
   if (f.instance_name.empty()) f.instance_name = DefaultInstanceName();
   const bool ipv6 = IsIpv6Bind(f.bind);
 
+  // Metrics first: the dispatchers and the RPC client report to it, and
+  // gRPC requires the (process-wide) interceptor before any channel exists.
+  std::unique_ptr<metrics::GatewayMetrics> gateway_metrics;
+  if (!f.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::GatewayMetrics>> m =
+        metrics::GatewayMetrics::Start(f.metrics_listen);
+    if (!m.ok()) return Fail(m.status());
+    gateway_metrics = *std::move(m);
+    // A global interceptor because ServerClient builds its channels itself;
+    // the factory is never freed (gRPC keeps using it until exit) and keeps
+    // what it records into alive on its own.
+    grpc::experimental::RegisterGlobalClientInterceptorFactory(
+        gateway_metrics->NewServerCallInterceptorFactory().release());
+  }
+
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeServerChannelCredentials(f.tls);
+  if (!credentials.ok()) return Fail(credentials.status());
+
   ServerClientOptions sco;
   sco.servers = *servers;
+  sco.credentials = *std::move(credentials);
   sco.failover_wait_ms = f.failover_wait_ms;
   sco.rpc_timeout_ms = f.rpc_timeout_ms;
   ServerClient server(sco);
 
   IoThreadPool pool(static_cast<size_t>(f.io_threads));
-  RpcClient rpc(pool.context());
+  RpcClientOptions rpc_options;
+  rpc_options.observer = gateway_metrics.get();
+  RpcClient rpc(pool.context(), rpc_options);
   DrcOptions drc_options;
   drc_options.max_entries = static_cast<size_t>(f.drc_entries);
   DuplicateRequestCache drc(drc_options);
-  Dispatcher nlm_dispatcher(DispatcherOptions{&drc, nullptr});
-  Dispatcher nsm_dispatcher(DispatcherOptions{&drc, nullptr});
-  Dispatcher portmap_dispatcher;
+  Dispatcher nlm_dispatcher(
+      DispatcherOptions{&drc, nullptr, gateway_metrics.get()});
+  Dispatcher nsm_dispatcher(
+      DispatcherOptions{&drc, nullptr, gateway_metrics.get()});
+  Dispatcher portmap_dispatcher(
+      DispatcherOptions{nullptr, nullptr, gateway_metrics.get()});
 
   nsm::ClientAddressBook addresses;
   nlm::NlmCallbackClientOptions cco;
@@ -241,7 +286,7 @@ int Run(Flags& f) {
   nlo.gateway_name = f.name;
   nlo.use_granted_msg = f.granted_callback == "msg";
   nlo.record_client_address = [&addresses](const std::string& name,
-                                            const std::string& address) {
+                                           const std::string& address) {
     addresses.Record(name, address);
   };
   nlm::NlmService nlm(nlo, &server, &callbacks, &grants);
@@ -249,24 +294,25 @@ int Run(Flags& f) {
 
   nsm::NsmOptions nso;
   nso.gateway_id = f.name;
-  nso.notify_source_check = f.notify_source_check == "strict"
-                                ? nsm::NsmOptions::NotifySourceCheck::kStrict
-                                : nsm::NsmOptions::NotifySourceCheck::kTrustName;
+  nso.notify_source_check =
+      f.notify_source_check == "strict"
+          ? nsm::NsmOptions::NotifySourceCheck::kStrict
+          : nsm::NsmOptions::NotifySourceCheck::kTrustName;
   nso.allow_remote_mon = f.allow_remote_mon;
   nso.rpcbind_port = static_cast<uint16_t>(f.client_rpcbind_port);
   nso.instance_name = f.instance_name;
   nsm::NsmService nsm(nso, &server, &rpc, &addresses);
   if (absl::Status s = nsm.Register(nsm_dispatcher); !s.ok()) return Fail(s);
 
-  RpcServer nlm_server(pool.context(), nlm_dispatcher,
-                       RpcServerOptions{.bind_address = f.bind,
-                                        .port = static_cast<uint16_t>(
-                                            f.nlm_port)});
+  RpcServer nlm_server(
+      pool.context(), nlm_dispatcher,
+      RpcServerOptions{.bind_address = f.bind,
+                       .port = static_cast<uint16_t>(f.nlm_port)});
   if (absl::Status s = nlm_server.Start(); !s.ok()) return Fail(s);
-  RpcServer nsm_server(pool.context(), nsm_dispatcher,
-                       RpcServerOptions{.bind_address = f.bind,
-                                        .port = static_cast<uint16_t>(
-                                            f.nsm_port)});
+  RpcServer nsm_server(
+      pool.context(), nsm_dispatcher,
+      RpcServerOptions{.bind_address = f.bind,
+                       .port = static_cast<uint16_t>(f.nsm_port)});
   if (absl::Status s = nsm_server.Start(); !s.ok()) return Fail(s);
 
   PortmapperOptions pmo;
@@ -289,8 +335,8 @@ int Run(Flags& f) {
     (void)portmapper.AddService(kNsmProgram, kNsmVersion, nsm_server.port(),
                                 ipv6);
     for (uint32_t vers : {2u, 3u, 4u}) {
-      (void)portmapper.AddService(kPortmapProgram, vers,
-                                  portmap_server->port(), ipv6);
+      (void)portmapper.AddService(kPortmapProgram, vers, portmap_server->port(),
+                                  ipv6);
     }
   }
 
@@ -304,22 +350,43 @@ int Run(Flags& f) {
     }
   }
 
+  if (gateway_metrics != nullptr) {
+    metrics::GatewayMetricsSources sources;
+    sources.services = {{"nlm", &nlm_dispatcher, &nlm_server},
+                        {"nsm", &nsm_dispatcher, &nsm_server}};
+    if (portmap_server) {
+      sources.services.push_back(
+          {"portmap", &portmap_dispatcher, portmap_server.get()});
+    }
+    sources.drc = &drc;
+    sources.nlm = &nlm;
+    sources.grants = &grants;
+    sources.nsm = &nsm;
+    gateway_metrics->SetSources(std::move(sources));
+  }
+
   grants.Start();
   nsm.Start();
-  LogEvent(LogLevel::kInfo, "gateway_ready",
-           {{"name", f.name},
-            {"servers", f.servers},
-            {"bind", f.bind},
-            {"nlm_port", nlm_server.port()},
-            {"nsm_port", nsm_server.port()},
-            {"portmap_port",
-             portmap_server ? portmap_server->port() : uint16_t{0}},
-            {"register_rpcbind", f.register_rpcbind},
-            {"instance", f.instance_name}});
+  LogEvent(
+      LogLevel::kInfo, "gateway_ready",
+      {{"name", f.name},
+       {"servers", f.servers},
+       {"server_tls", f.tls.enabled()},
+       {"server_mtls", !f.tls.cert_file.empty()},
+       {"bind", f.bind},
+       {"nlm_port", nlm_server.port()},
+       {"nsm_port", nsm_server.port()},
+       {"portmap_port", portmap_server ? portmap_server->port() : uint16_t{0}},
+       {"register_rpcbind", f.register_rpcbind},
+       {"metrics_port", gateway_metrics ? gateway_metrics->port() : 0},
+       {"instance", f.instance_name}});
   // Scripts and tests wait for this line to learn the ports.
-  std::printf("lockwarden-gateway ready nlm=%u nsm=%u portmap=%u\n",
+  std::printf("lockwarden-gateway ready nlm=%u nsm=%u portmap=%u%s\n",
               unsigned{nlm_server.port()}, unsigned{nsm_server.port()},
-              portmap_server ? unsigned{portmap_server->port()} : 0u);
+              portmap_server ? unsigned{portmap_server->port()} : 0u,
+              gateway_metrics
+                  ? absl::StrCat(" metrics=", gateway_metrics->port()).c_str()
+                  : "");
   std::fflush(stdout);
 
   int sig = 0;
@@ -333,14 +400,15 @@ int Run(Flags& f) {
       LogEvent(LogLevel::kWarn, "rpcbind_unregister_failed", {{"error", s}});
     }
   }
-  const bool idle =
-      nlm.WaitIdle(absl::Milliseconds(f.shutdown_timeout_ms));
+  const bool idle = nlm.WaitIdle(absl::Milliseconds(f.shutdown_timeout_ms));
   nlm_server.Stop();
   nsm_server.Stop();
   if (portmap_server) portmap_server->Stop();
   grants.Stop();
   nsm.Stop();
   pool.Stop();
+  // The sources are destroyed when Run returns; no scrape may read them.
+  if (gateway_metrics != nullptr) gateway_metrics->ClearSources();
   const DrcStats drc_stats = drc.stats();
   const nlm::NlmServiceStats nlm_stats = nlm.stats();
   LogEvent(LogLevel::kInfo, "shutdown_done",
