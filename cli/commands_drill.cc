@@ -135,8 +135,10 @@ absl::StatusOr<v1::GetServerStatusResponse> WaitForNewLeader(CommandEnv* env,
         last_error = std::string(s.message());
         continue;
       }
+      // A standby redirects the call to the leader, so `st` may be the
+      // leader's answer to a call sent to another address.
       if (st.role() == v1::SERVER_ROLE_LEADER && st.fencing_token() > old_token) {
-        *address = addr;
+        *address = st.leader_address().empty() ? addr : st.leader_address();
         return st;
       }
       // A standby names the leader: poll it too.
@@ -153,9 +155,12 @@ absl::StatusOr<v1::GetServerStatusResponse> WaitForNewLeader(CommandEnv* env,
                    " in time; last error: ", last_error));
 }
 
+// `leader_seen`: trigger to a server reporting itself the new leader (polled
+// every 100 ms); `recovery`: trigger to the first successful probe.
 int FailoverReport(CommandEnv* env, const StateSnapshot& before, const StateSnapshot& after,
-                   const std::string& trigger, absl::Duration takeover,
-                   const ProbeReport& probe, const DrillComparison& cmp) {
+                   const std::string& trigger, absl::Duration leader_seen,
+                   absl::Duration recovery, const ProbeReport& probe,
+                   const DrillComparison& cmp) {
   const bool passed = cmp.findings.empty();
   if (env->format() == OutputFormat::kJson) {
     nlohmann::json doc = {
@@ -170,7 +175,8 @@ int FailoverReport(CommandEnv* env, const StateSnapshot& before, const StateSnap
          {{"server_id", after.status.server_id()},
           {"address", after.status.leader_address()},
           {"fencing_token", after.status.fencing_token()}}},
-        {"takeover_ms", absl::ToInt64Milliseconds(takeover)},
+        {"new_leader_seen_ms", absl::ToInt64Milliseconds(leader_seen)},
+        {"recovery_ms", absl::ToInt64Milliseconds(recovery)},
         {"unavailability_ms", absl::ToInt64Milliseconds(probe.longest_gap)},
         {"probes", {{"total", probe.probes}, {"failed", probe.failed},
                     {"last_error", probe.last_error}}},
@@ -200,7 +206,9 @@ int FailoverReport(CommandEnv* env, const StateSnapshot& before, const StateSnap
     kv.Add("new leader", absl::StrCat(after.status.server_id(), " ",
                                       after.status.leader_address(), " fencing token ",
                                       after.status.fencing_token()));
-    kv.Add("takeover", absl::StrCat(FormatSeconds(takeover), " (trigger to new leader)"));
+    kv.Add("recovery", absl::StrCat(FormatSeconds(recovery), " (trigger to first good probe)"));
+    kv.Add("new leader seen",
+           absl::StrCat(FormatSeconds(leader_seen), " (trigger to status poll)"));
     kv.Add("unavailability",
            absl::StrCat(FormatSeconds(probe.longest_gap), " (longest gap between successful "
                         "probes; ", probe.probes, " probes, ", probe.failed, " failed)"));
@@ -247,7 +255,7 @@ int RunFailoverDrill(CommandEnv* env, const FailoverFlags& flags) {
   }
   Progress(env, absl::StrCat(before->locks.size(), " locks, ", before->waiters.size(),
                              " waiters, ", before->gateways.size(), " gateway identities; leader ",
-                             before->status.server_id(), " at ", before->answered_by,
+                             before->status.server_id(), " at ", before->status.leader_address(),
                              ", fencing token ", before->status.fencing_token()));
 
   ConnectionOptions probe_options = env->connection_options();
@@ -268,7 +276,8 @@ int RunFailoverDrill(CommandEnv* env, const FailoverFlags& flags) {
     trigger = absl::StrCat("kill command: ", flags.kill_command);
     Progress(env, absl::StrCat("running the kill command for leader ",
                                before->status.server_id()));
-    fired = RunKillCommand(flags.kill_command, before->status.server_id(), before->answered_by);
+    fired = RunKillCommand(flags.kill_command, before->status.server_id(),
+                           before->status.leader_address());
   } else {
     trigger = "AdminService.StepDown";
     Progress(env, absl::StrCat("asking leader ", before->status.server_id(), " to step down"));
@@ -290,18 +299,19 @@ int RunFailoverDrill(CommandEnv* env, const FailoverFlags& flags) {
   std::string leader_address;
   absl::StatusOr<v1::GetServerStatusResponse> leader = WaitForNewLeader(
       env, before->status.fencing_token(), triggered + *max_wait, &leader_address);
-  const absl::Duration takeover = absl::Now() - triggered;
+  const absl::Duration leader_seen = absl::Now() - triggered;
   if (!leader.ok()) {
     prober.Stop();
     return env->Fail(leader.status());
   }
   Progress(env, absl::StrCat("new leader ", leader->server_id(), " at ", leader_address,
-                             " after ", FormatSeconds(takeover), "; waiting for the probe"));
+                             " after ", FormatSeconds(leader_seen), "; waiting for the probe"));
   while (!prober.SucceededAfter(triggered) && absl::Now() < triggered + *max_wait) {
     absl::SleepFor(*interval);
   }
   prober.Stop();
   const ProbeReport probe = prober.Report();
+  const absl::Duration recovery = prober.FirstSuccessAfter(triggered) - triggered;
   if (!prober.SucceededAfter(triggered)) {
     return env->Fail(absl::UnavailableError(absl::StrCat(
         "the probe did not succeed after the failover within --max-wait: ", probe.last_error)));
@@ -309,7 +319,7 @@ int RunFailoverDrill(CommandEnv* env, const FailoverFlags& flags) {
   Progress(env, "taking the after snapshot");
   absl::StatusOr<StateSnapshot> after = TakeSnapshot(*connection);
   if (!after.ok()) return env->Fail(after.status());
-  return FailoverReport(env, *before, *after, trigger, takeover, probe,
+  return FailoverReport(env, *before, *after, trigger, leader_seen, recovery, probe,
                         CompareSnapshots(*before, *after));
 }
 

@@ -92,21 +92,23 @@ std::string DescribeWaiter(const v1::Waiter& waiter) {
 
 absl::StatusOr<StateSnapshot> TakeSnapshot(Connection* connection) {
   StateSnapshot snap;
-  absl::Status status = connection->Call(
+  // Listings first: they are served by the leader only (a standby
+  // redirects), so the status asked next, of the address that answered
+  // last, is the leader's own.
+  absl::Status status = ListAll(connection, "ListLocks", v1::ListLocksRequest(),
+                                &v1::AdminService::Stub::ListLocks,
+                                [&](const v1::ListLocksResponse& r) {
+                                  for (const v1::Lock& l : r.locks()) snap.locks.push_back(l);
+                                });
+  if (!status.ok()) return status;
+  snap.answered_by = connection->answered_address();
+  status = connection->Call(
       "GetServerStatus",
       [&](grpc::ClientContext* context, const std::shared_ptr<grpc::Channel>& channel) {
         return v1::AdminService::NewStub(channel)->GetServerStatus(
             context, v1::GetServerStatusRequest(), &snap.status);
       });
   if (!status.ok()) return status;
-  status = ListAll(connection, "ListLocks", v1::ListLocksRequest(),
-                   &v1::AdminService::Stub::ListLocks,
-                   [&](const v1::ListLocksResponse& r) {
-                     for (const v1::Lock& l : r.locks()) snap.locks.push_back(l);
-                   });
-  if (!status.ok()) return status;
-  // The listings are served by the leader: remember who that was.
-  snap.answered_by = connection->answered_address();
   status = ListAll(connection, "ListWaiters", v1::ListWaitersRequest(),
                    &v1::AdminService::Stub::ListWaiters,
                    [&](const v1::ListWaitersResponse& r) {
@@ -317,6 +319,14 @@ ProbeReport Prober::Report() const {
     r.last_success = s.end;
   }
   return r;
+}
+
+absl::Time Prober::FirstSuccessAfter(absl::Time t) const {
+  absl::MutexLock lock(&mu_);
+  for (const Sample& s : samples_) {
+    if (s.start >= t && s.ok) return s.end;
+  }
+  return absl::InfiniteFuture();
 }
 
 bool Prober::SucceededAfter(absl::Time t) const {

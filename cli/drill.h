@@ -117,6 +117,9 @@ class Prober {
   ProbeReport Report() const;
   // True once a probe that started after `t` succeeded.
   bool SucceededAfter(absl::Time t) const;
+  // When the first probe started after `t` succeeded (its end), or
+  // InfiniteFuture.
+  absl::Time FirstSuccessAfter(absl::Time t) const;
 
  private:
   struct Sample {
