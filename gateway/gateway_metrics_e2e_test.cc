@@ -255,6 +255,8 @@ TEST(GatewayMetricsE2eTest, ScrapeShowsEveryDocumentedSeriesAfterNlmTraffic) {
   EXPECT_GE(Sample(text, p + "outgoing_calls_total",
                    {"procedure=\"GETPORT\"", "result=\"ok\""}),
             2.0);
+  // Root here: every callback left from a port below 1024.
+  EXPECT_EQ(Sample(text, p + "privileged_port_fallbacks_total"), 0.0);
   EXPECT_EQ(Sample(text, p + "granted_events_total"), 1.0);
   EXPECT_EQ(Sample(text, p + "granted_attempts_total"), 1.0);
   EXPECT_EQ(Sample(text, p + "granted_delivered_total"), 0.0);

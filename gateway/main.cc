@@ -81,6 +81,7 @@ struct Flags {
   std::string log_format = "text";
   std::string metrics_listen;
   ServerTlsOptions tls;
+  bool privileged_source_port = true;
 };
 
 void DefineFlags(CLI::App& app, Flags& f) {
@@ -153,6 +154,11 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--shutdown-timeout-ms", f.shutdown_timeout_ms,
                  "how long calls in flight may take on shutdown")
       ->check(CLI::Range(int64_t{0}, int64_t{600000}))
+      ->capture_default_str();
+  app.add_option("--privileged-source-port", f.privileged_source_port,
+                 "send GRANTED, *_RES, SM_NOTIFY and statd callbacks from a "
+                 "port below 1024 (a kernel lockd ignores others; needs root "
+                 "or CAP_NET_BIND_SERVICE, else falls back with a warning)")
       ->capture_default_str();
   app.add_option("--tls-ca", f.tls.ca_file,
                  "PEM CA bundle: talk TLS to the server, whose certificate "
@@ -259,6 +265,7 @@ int Run(Flags& f) {
   IoThreadPool pool(static_cast<size_t>(f.io_threads));
   RpcClientOptions rpc_options;
   rpc_options.observer = gateway_metrics.get();
+  rpc_options.privileged_source_port = f.privileged_source_port;
   RpcClient rpc(pool.context(), rpc_options);
   DrcOptions drc_options;
   drc_options.max_entries = static_cast<size_t>(f.drc_entries);
@@ -359,6 +366,7 @@ int Run(Flags& f) {
           {"portmap", &portmap_dispatcher, portmap_server.get()});
     }
     sources.drc = &drc;
+    sources.rpc_client = &rpc;
     sources.nlm = &nlm;
     sources.grants = &grants;
     sources.nsm = &nsm;

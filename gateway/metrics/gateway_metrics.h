@@ -50,6 +50,7 @@
 //   statd_callback_failed_attempts_total, statd_callbacks_gave_up_total
 //   event_stream_reconnects_total{stream}   stream = grants | notifications
 //   event_stream_connected{stream="notifications"}
+//   privileged_port_fallbacks_total, outgoing_calls_in_flight
 //
 // Thread-safety: every method may be called from any thread; scrapes run
 // on the exposer's threads and read the sources under a mutex, so

@@ -9,6 +9,7 @@
 #include "gateway/nsm/nsm_service.h"
 #include "gateway/rpc/dispatcher.h"
 #include "gateway/rpc/duplicate_request_cache.h"
+#include "gateway/rpc/rpc_client.h"
 #include "gateway/rpc/transport.h"
 
 namespace lockwarden::gateway::metrics {
@@ -205,6 +206,15 @@ std::vector<prometheus::MetricFamily> SampledMetrics::Collect() const {
     CollectService(s, f);
   }
   if (sources_->drc != nullptr) CollectDrc(*sources_->drc, f);
+  if (sources_->rpc_client != nullptr) {
+    f.Counter("privileged_port_fallbacks_total",
+              "Outgoing calls sent from an ephemeral port: binding a port "
+              "below 1024 was not permitted.",
+              static_cast<double>(
+                  sources_->rpc_client->privileged_port_fallbacks()));
+    f.Gauge("outgoing_calls_in_flight", "Outgoing calls not yet finished.",
+            static_cast<double>(sources_->rpc_client->calls_in_flight()));
+  }
   if (sources_->nlm != nullptr) CollectNlm(*sources_->nlm, f);
   if (sources_->grants != nullptr) CollectGrants(*sources_->grants, f);
   if (sources_->nsm != nullptr) CollectNsm(*sources_->nsm, f);

@@ -22,6 +22,7 @@ namespace lockwarden::gateway {
 
 class Dispatcher;
 class DuplicateRequestCache;
+class RpcClient;
 class RpcServer;
 namespace nlm {
 class NlmService;
@@ -42,6 +43,7 @@ struct GatewayMetricsSources {
   };
   std::vector<Service> services;
   const DuplicateRequestCache* drc = nullptr;
+  const RpcClient* rpc_client = nullptr;
   const nlm::NlmService* nlm = nullptr;
   const nlm::GrantDelivery* grants = nullptr;
   const nsm::NsmService* nsm = nullptr;

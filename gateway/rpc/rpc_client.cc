@@ -9,7 +9,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "gateway/rpc/address.h"
+#include "gateway/rpc/reserved_port.h"
 #include "gateway/xdr/xdr_codec.h"
 
 namespace lockwarden::gateway {
@@ -46,7 +48,8 @@ class CallState {
   CallState(asio::io_context& io, std::shared_ptr<std::atomic<size_t>> slots,
             uint32_t xid, std::string message, RpcReplyCallback reply_cb,
             RpcSentCallback sent_cb, OutgoingCallObserver* observer,
-            std::string observed_message)
+            std::string observed_message,
+            std::shared_ptr<std::atomic<uint64_t>> fallbacks)
       : strand_(asio::make_strand(io)),
         deadline_(strand_),
         slots_(std::move(slots)),
@@ -54,6 +57,7 @@ class CallState {
         message_(std::move(message)),
         observer_(observer),
         observed_message_(std::move(observed_message)),
+        fallbacks_(std::move(fallbacks)),
         reply_cb_(std::move(reply_cb)),
         sent_cb_(std::move(sent_cb)) {}
   virtual ~CallState() = default;
@@ -99,6 +103,26 @@ class CallState {
 
   virtual void CloseSocket() = 0;
 
+  // Binds the open socket `fd` to a reserved source port (see
+  // RpcClientOptions::privileged_source_port). OK also when the privilege
+  // is missing: the call then leaves from an ephemeral port.
+  absl::Status BindSourcePort(int fd, int family) {
+    absl::StatusOr<uint16_t> port = BindReservedPort(fd, family);
+    if (port.ok()) return absl::OkStatus();
+    if (absl::IsPermissionDenied(port.status())) {
+      if (fallbacks_->fetch_add(1) == 0) {
+        LogEvent(LogLevel::kWarn, "rpc_client_privileged_port_unavailable",
+                 {{"error", port.status()},
+                  {"effect",
+                   "callbacks leave from ephemeral ports; a kernel lockd "
+                   "ignores them"}});
+      }
+      return absl::OkStatus();
+    }
+    return absl::UnavailableError(
+        absl::StrCat("no reserved source port: ", port.status().message()));
+  }
+
   asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer deadline_;
   std::shared_ptr<std::atomic<size_t>> slots_;
@@ -110,6 +134,7 @@ class CallState {
   OutgoingCallObserver* const observer_;
   // The CALL without record marking, kept only for the observer.
   const std::string observed_message_;
+  const std::shared_ptr<std::atomic<uint64_t>> fallbacks_;
   RpcReplyCallback reply_cb_;
   RpcSentCallback sent_cb_;
 };
@@ -120,10 +145,11 @@ class RpcClient::UdpCall : public CallState,
   UdpCall(asio::io_context& io, const RpcClientOptions& options,
           std::shared_ptr<std::atomic<size_t>> slots, udp::endpoint to,
           uint32_t xid, std::string message, RpcReplyCallback reply_cb,
-          RpcSentCallback sent_cb, std::string observed)
+          RpcSentCallback sent_cb, std::string observed,
+          std::shared_ptr<std::atomic<uint64_t>> fallbacks)
       : CallState(io, std::move(slots), xid, std::move(message),
                   std::move(reply_cb), std::move(sent_cb), options.observer,
-                  std::move(observed)),
+                  std::move(observed), std::move(fallbacks)),
         options_(options),
         to_(to),
         socket_(strand_),
@@ -138,6 +164,14 @@ class RpcClient::UdpCall : public CallState,
   void Begin() {
     asio::error_code ec;
     socket_.open(to_.protocol(), ec);
+    if (!ec && options_.privileged_source_port) {
+      absl::Status bound = BindSourcePort(socket_.native_handle(),
+                                          to_.protocol().family());
+      if (!bound.ok()) {
+        Finish(bound);
+        return;
+      }
+    }
     // A connected UDP socket only sees datagrams from the peer and learns
     // of ICMP port-unreachable errors.
     if (!ec) socket_.connect(to_, ec);
@@ -226,10 +260,11 @@ class RpcClient::TcpCall : public CallState,
   TcpCall(asio::io_context& io, const RpcClientOptions& options,
           std::shared_ptr<std::atomic<size_t>> slots, tcp::endpoint to,
           uint32_t xid, std::string message, RpcReplyCallback reply_cb,
-          RpcSentCallback sent_cb, std::string observed)
+          RpcSentCallback sent_cb, std::string observed,
+          std::shared_ptr<std::atomic<uint64_t>> fallbacks)
       : CallState(io, std::move(slots), xid, EncodeRecord(message),
                   std::move(reply_cb), std::move(sent_cb), options.observer,
-                  std::move(observed)),
+                  std::move(observed), std::move(fallbacks)),
         options_(options),
         to_(to),
         socket_(strand_),
@@ -242,6 +277,24 @@ class RpcClient::TcpCall : public CallState,
  private:
   void Begin() {
     ArmDeadline(options_.timeout, shared_from_this());
+    if (options_.privileged_source_port) {
+      asio::error_code ec;
+      socket_.open(to_.protocol(), ec);
+      // The port of a recent connection may sit in TIME_WAIT; reusing it
+      // towards another peer is fine.
+      if (!ec) socket_.set_option(tcp::socket::reuse_address(true), ec);
+      if (ec) {
+        Finish(absl::UnavailableError(
+            absl::StrCat("TCP socket: ", ec.message())));
+        return;
+      }
+      absl::Status bound = BindSourcePort(socket_.native_handle(),
+                                          to_.protocol().family());
+      if (!bound.ok()) {
+        Finish(bound);
+        return;
+      }
+    }
     socket_.async_connect(
         to_, [self = shared_from_this()](const asio::error_code& ec) {
           if (self->done_) return;
@@ -311,7 +364,8 @@ RpcClient::RpcClient(asio::io_context& io, RpcClientOptions options)
     : io_(io),
       options_(std::move(options)),
       next_xid_(RandomXid()),
-      in_flight_(std::make_shared<std::atomic<size_t>>(0)) {}
+      in_flight_(std::make_shared<std::atomic<size_t>>(0)),
+      fallbacks_(std::make_shared<std::atomic<uint64_t>>(0)) {}
 
 bool RpcClient::Reserve() {
   size_t current = in_flight_->load();
@@ -358,13 +412,13 @@ void RpcClient::Call(const RpcEndpoint& to, const CallTarget& target,
     std::make_shared<UdpCall>(io_, options_, in_flight_,
                               udp::endpoint(*address, to.port), xid,
                               *std::move(message), std::move(done), nullptr,
-                              std::move(observed))
+                              std::move(observed), fallbacks_)
         ->Start();
   } else {
     std::make_shared<TcpCall>(io_, options_, in_flight_,
                               tcp::endpoint(*address, to.port), xid,
                               *std::move(message), std::move(done), nullptr,
-                              std::move(observed))
+                              std::move(observed), fallbacks_)
         ->Start();
   }
 }
@@ -392,13 +446,13 @@ void RpcClient::Send(const RpcEndpoint& to, const CallTarget& target,
     std::make_shared<UdpCall>(io_, options_, in_flight_,
                               udp::endpoint(*address, to.port), xid,
                               *std::move(message), nullptr, std::move(done),
-                              std::move(observed))
+                              std::move(observed), fallbacks_)
         ->Start();
   } else {
     std::make_shared<TcpCall>(io_, options_, in_flight_,
                               tcp::endpoint(*address, to.port), xid,
                               *std::move(message), nullptr, std::move(done),
-                              std::move(observed))
+                              std::move(observed), fallbacks_)
         ->Start();
   }
 }

@@ -77,6 +77,12 @@ struct RpcClientOptions {
   size_t max_calls_in_flight = 256;
   size_t max_reply_bytes = kMaxRecordBytes;
   OutgoingCallObserver* observer = nullptr;  // optional, not owned
+  // Send every call from a port in the reserved range (reserved_port.h): a
+  // kernel lockd ignores GRANTED, *_RES and statd callbacks from
+  // unprivileged ports. Without the privilege to bind one (no root, no
+  // CAP_NET_BIND_SERVICE) the call goes out from an ephemeral port: counted
+  // in privileged_port_fallbacks() and logged once.
+  bool privileged_source_port = false;
 };
 
 // A received reply whose xid matched the call.
@@ -116,6 +122,9 @@ class RpcClient {
                uint16_t rpcbind_port = 111);
 
   size_t calls_in_flight() const { return in_flight_->load(); }
+  // Calls sent from an ephemeral port because binding a reserved one was
+  // not permitted (see RpcClientOptions::privileged_source_port).
+  uint64_t privileged_port_fallbacks() const { return fallbacks_->load(); }
 
  private:
   class UdpCall;
@@ -130,6 +139,7 @@ class RpcClient {
   std::atomic<uint32_t> next_xid_;
   // Shared with the calls, which may finish after the client is destroyed.
   std::shared_ptr<std::atomic<size_t>> in_flight_;
+  std::shared_ptr<std::atomic<uint64_t>> fallbacks_;
 };
 
 }  // namespace lockwarden::gateway
