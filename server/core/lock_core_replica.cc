@@ -75,6 +75,7 @@ absl::Status LockCore::ApplyRecords(const std::vector<RecordChange>& changes) {
     }
     if (family == "c/") {
       if (client_states_.erase(key.substr(2)) == 0) return Unfit(key, "no such client");
+      client_addresses_.erase(key.substr(2));  // Re-read with the new value.
       continue;
     }
     uint64_t id = 0;

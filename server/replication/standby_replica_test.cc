@@ -68,6 +68,8 @@ class Traffic {
         l.block = Chance(50);
         l.monitored = !Chance(15);
         l.client_state = states_[c];
+        // Clients move between a few addresses: client records change.
+        l.client_address = absl::StrCat("198.18.0.", Uniform(1, 6));
         l.callback = "cb";
         l.cookie = "ck";
         return l;
