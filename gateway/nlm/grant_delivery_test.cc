@@ -125,17 +125,24 @@ TEST(GrantDeliveryTest, V1ClientIsCalledBackWithV1) {
 TEST(GrantDeliveryTest, RestartedGatewayDeliversThePendingGrant) {
   NlmTestEnvOptions o;
   o.client_answers_granted = false;
-  o.grant_retry_interval = absl::Seconds(30);  // one attempt per process
+  o.grant_retry_interval = absl::Seconds(2);
   NlmTestEnv env(o);
   CLIENT* c = env.Client(false, NLM4_VERS);
   ASSERT_NE(c, nullptr);
   BlockThenRelease(c);
   ASSERT_TRUE(env.WaitForClientEvent(NLMPROC4_GRANTED_MSG, absl::Seconds(10)));
   clnt_destroy(c);
-  // The gateway dies before any GRANTED_RES; a new one takes over and the
-  // server hands it the unacknowledged event.
-  env.set_client_answers_granted(true);
+  // The gateway dies before any GRANTED_RES: the client keeps silent until
+  // the old instance is stopped. (Letting it answer earlier raced: the fake
+  // client decides after recording the GRANTED_MSG, so its GRANTED_RES
+  // could still reach the old instance, which acked the grant itself.)
   env.RestartGateway();
+  // The server hands the new instance the unacknowledged event; once the
+  // new instance has it in hand and has called the client, every
+  // GRANTED_RES can only reach it.
+  ASSERT_TRUE(Eventually([&] { return env.grants().stats().attempts >= 1; }))
+      << "the new gateway never received the pending grant";
+  env.set_client_answers_granted(true);
   EXPECT_TRUE(Eventually([&] {
     auto locks = env.ListLocks();
     return locks.size() == 1 && locks[0].confirmed() &&
