@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
 from tests.harness import peers
 
@@ -45,6 +46,7 @@ class Cluster:
         self.etcd_client_ports = [free_port() for _ in range(3)]
         self.etcd_peer_ports = [free_port() for _ in range(3)]
         self.ports = {i: free_port() for i in (1, 2, 3)}
+        self.metrics_ports = {i: free_port() for i in (1, 2, 3)}
         self.server_bin = peers.runfile('server/lockwarden-server')
         self.ctl_bin = peers.runfile('cli/lockwardenctl')
 
@@ -89,6 +91,7 @@ class Cluster:
             [self.server_bin, '--store=etcd',
              '--etcd-endpoints=' + self.endpoints(),
              '--listen=127.0.0.1:%d' % self.ports[i], '--server-id=s%d' % i,
+             '--metrics-listen=127.0.0.1:%d' % self.metrics_ports[i],
              '--grace-period-ms=60000'],
             stdout=log, stderr=subprocess.STDOUT)
         # The drill's kill command reads the leader's pid from here.
@@ -208,6 +211,18 @@ class DrillTest(unittest.TestCase):
     def test_kill_nine_failover_drill_reports_zero_loss(self):
         kill = 'kill -9 "$(cat %s/{leader_id}.pid)"' % self.workdir
         report = self.check_passed(self.drill('--kill-command', kill, '-o', 'json'))
+        # The new leader's metrics: one leadership change in this process,
+        # serving under the new fencing token.
+        leader = int(report['new_leader']['server_id'][1:])
+        text = urllib.request.urlopen('http://127.0.0.1:%d/metrics' %
+                                      self.cluster.metrics_ports[leader],
+                                      timeout=10).read().decode()
+        self.assertIn('lockwarden_is_leader 1', text)
+        self.assertIn('lockwarden_leader_changes_total 1', text)
+        self.assertIn('lockwarden_fencing_token %d' %
+                      report['new_leader']['fencing_token'], text)
+        self.assertIn('lockwarden_locks 5', text)
+        self.assertIn('lockwarden_waiters 2', text)
         # The killed server is gone; a second round after it rejoins as a
         # standby (the table output this time).
         self.cluster.restart_dead()

@@ -159,6 +159,11 @@ std::string HaLockServer::CachedLeaderAddress() const {
   return leader_address_;
 }
 
+uint64_t HaLockServer::LeaderChanges() const {
+  absl::MutexLock lock(&mu_);
+  return leader_changes_;
+}
+
 v1::ServerRole HaLockServer::Role() const {
   return IsLeader() ? v1::SERVER_ROLE_LEADER : v1::SERVER_ROLE_STANDBY;
 }
@@ -265,6 +270,7 @@ absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadershi
   {
     absl::MutexLock lock(&mu_);
     is_leader_ = true;
+    ++leader_changes_;
   }
   LogEvent(LogLevel::kInfo, "leader_serving",
            {{"fencing_token", leadership.create_revision},
@@ -276,6 +282,7 @@ absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadershi
 void HaLockServer::StepDownLocal(const std::string& why) {
   {
     absl::MutexLock lock(&mu_);
+    if (is_leader_) ++leader_changes_;
     is_leader_ = false;
   }
   if (leader_ != nullptr) {

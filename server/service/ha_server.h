@@ -89,6 +89,7 @@ class HaLockServer final : public LeadershipControl {
   v1::ServerRole Role() const override;
   std::string LeaderAddress() const override;
   absl::StatusOr<std::string> StepDown(const std::string& reason) override;
+  uint64_t LeaderChanges() const override;  // lockwarden_leader_changes_total
 
  private:
   enum class Transition { kElected, kLost, kStop };
@@ -122,6 +123,7 @@ class HaLockServer final : public LeadershipControl {
   mutable absl::Mutex mu_;
   std::deque<std::pair<Transition, replication::Leadership>> queue_ ABSL_GUARDED_BY(mu_);
   bool is_leader_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t leader_changes_ ABSL_GUARDED_BY(mu_) = 0;  // Elected + lost.
   mutable std::string leader_address_ ABSL_GUARDED_BY(mu_);
   mutable absl::Time leader_address_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::thread loop_;
