@@ -184,7 +184,7 @@ using grpc::experimental::InterceptionHookPoints;
 enum class Rpc {
   kOther,
   kTest, kLock, kCancel, kUnlock, kShare, kUnshare, kFreeAll,
-  kWatchGrants, kAckGrant,
+  kWatchGrants, kAckGrant, kSession,
   kMon, kUnmon, kUnmonAll, kStat, kNotify, kSimuCrash,
   kWatchNotifications, kAckNotification,
 };
@@ -201,6 +201,7 @@ Rpc RpcOf(const char* method) {
       {"/lockwarden.v1.LockService/FreeAll", Rpc::kFreeAll},
       {"/lockwarden.v1.LockService/WatchGrants", Rpc::kWatchGrants},
       {"/lockwarden.v1.LockService/AckGrant", Rpc::kAckGrant},
+      {"/lockwarden.v1.LockService/Session", Rpc::kSession},
       {"/lockwarden.v1.MonitorService/Mon", Rpc::kMon},
       {"/lockwarden.v1.MonitorService/Unmon", Rpc::kUnmon},
       {"/lockwarden.v1.MonitorService/UnmonAll", Rpc::kUnmonAll},
@@ -237,17 +238,9 @@ class ActivityInterceptor final : public grpc::experimental::Interceptor {
   // it over as void*; the cast names its real type).
   void Observe(void* message) {
     switch (rpc_) {
-      case Rpc::kLock: {
-        auto* r = static_cast<v1::LockRequest*>(message);
-        Seen(r->gateway_id(), r->owner().client_name());
-        if (r->block() && activity_->IsDraining(r->gateway_id())) {
-          // Draining: no new waiter. The core grants at once or answers
-          // DENIED, exactly as for a non-blocking LOCK.
-          r->set_block(false);
-          activity_->CountDrainedLock();
-        }
+      case Rpc::kLock:
+        ObserveLock(static_cast<v1::LockRequest*>(message));
         break;
-      }
       case Rpc::kTest: {
         auto* r = static_cast<v1::TestRequest*>(message);
         Seen(r->gateway_id(), r->owner().client_name());
@@ -278,6 +271,9 @@ class ActivityInterceptor final : public grpc::experimental::Interceptor {
         Seen(r->gateway_id(), r->client_name());
         break;
       }
+      case Rpc::kSession:
+        ObserveSession(static_cast<v1::SessionRequest*>(message));
+        break;
       case Rpc::kNotify: {
         auto* r = static_cast<v1::NotifyRequest*>(message);
         activity_->TouchGateway(r->gateway_id());
@@ -331,6 +327,63 @@ class ActivityInterceptor final : public grpc::experimental::Interceptor {
       }
       case Rpc::kOther:
         break;
+    }
+  }
+
+  void ObserveLock(v1::LockRequest* r) {
+    Seen(r->gateway_id(), r->owner().client_name());
+    if (r->block() && activity_->IsDraining(r->gateway_id())) {
+      // Draining: no new waiter. The core grants at once or answers
+      // DENIED, exactly as for a non-blocking LOCK.
+      r->set_block(false);
+      activity_->CountDrainedLock();
+    }
+  }
+
+  // Each call of a Session message, like its unary form.
+  void ObserveSession(v1::SessionRequest* r) {
+    for (v1::SessionCall& call : *r->mutable_calls()) {
+      std::string gateway;
+      switch (call.request_case()) {
+        case v1::SessionCall::kLock:
+          ObserveLock(call.mutable_lock());
+          gateway = call.lock().gateway_id();
+          break;
+        case v1::SessionCall::kTest:
+          gateway = call.test().gateway_id();
+          Seen(gateway, call.test().owner().client_name());
+          break;
+        case v1::SessionCall::kCancel:
+          gateway = call.cancel().gateway_id();
+          Seen(gateway, call.cancel().owner().client_name());
+          break;
+        case v1::SessionCall::kUnlock:
+          gateway = call.unlock().gateway_id();
+          Seen(gateway, call.unlock().owner().client_name());
+          break;
+        case v1::SessionCall::kShare:
+          gateway = call.share().gateway_id();
+          Seen(gateway, call.share().owner().client_name());
+          break;
+        case v1::SessionCall::kUnshare:
+          gateway = call.unshare().gateway_id();
+          Seen(gateway, call.unshare().owner().client_name());
+          break;
+        case v1::SessionCall::kFreeAll:
+          gateway = call.free_all().gateway_id();
+          Seen(gateway, call.free_all().client_name());
+          break;
+        case v1::SessionCall::kAckGrant:
+          gateway = call.ack_grant().gateway_id();
+          Seen(gateway, "");
+          activity_->CountGrantAck(call.ack_grant().outcome());
+          break;
+        case v1::SessionCall::REQUEST_NOT_SET:
+          break;
+      }
+      if (stream_id_ == 0 && !gateway.empty()) {
+        stream_id_ = activity_->OpenStream(StreamKind::kSession, gateway, "", peer_);
+      }
     }
   }
 

@@ -10,11 +10,13 @@
 //   - every request carrying a gateway_id marks the identity seen;
 //   - requests naming a client (LOCK, UNLOCK, ..., SM_NOTIFY) mark it active;
 //     SM_NOTIFY also records the client's source address;
-//   - WatchGrants / WatchNotifications register a stream until the call
-//     ends (the interceptor's destructor);
+//   - WatchGrants / WatchNotifications / Session register a stream until the
+//     call ends (the interceptor's destructor);
 //   - a blocking LOCK through a draining identity has `block` cleared before
 //     the handler sees it: it is granted at once or answered DENIED, and no
-//     new waiter is queued (see DrainGateway in docs/api.md).
+//     new waiter is queued (see DrainGateway in docs/api.md). The calls
+//     batched in a LockService.Session message are treated like their unary
+//     forms, one by one.
 //
 // Everything here is leader-local memory: a restart or a failover starts
 // with no activity and no identity draining. The drain flag is an
@@ -52,7 +54,7 @@ inline constexpr size_t kStreamsPerGatewayMax = 64;
 // Distinct source addresses remembered per client.
 inline constexpr size_t kClientAddressesMax = 4;
 
-enum class StreamKind { kGrants, kNotifications };
+enum class StreamKind { kGrants, kNotifications, kSession };
 
 struct StreamInfo {
   uint64_t id = 0;

@@ -76,6 +76,36 @@ TEST_F(AdminMaintenanceTest, DrainedGatewayQueuesNoNewWaitersButGrantsQueuedOnes
   EXPECT_EQ(Lock(LockReq("c4", 4, "f2", 0, 10, true, true)), v1::LOCK_STATUS_BLOCKED);
 }
 
+TEST_F(AdminMaintenanceTest, DrainAppliesToLocksBatchedOnASession) {
+  ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 100)), v1::LOCK_STATUS_GRANTED);
+  ASSERT_TRUE(Drain("gw-a", true).ok());
+  grpc::ClientContext ctx;
+  auto stream = lock_->Session(&ctx);
+  v1::SessionRequest req;
+  v1::SessionCall* call = req.add_calls();
+  call->set_call_id(1);
+  *call->mutable_lock() = LockReq("c2", 2, "f1", 0, 10, true, true);
+  ASSERT_TRUE(stream->Write(req));
+  v1::SessionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_EQ(resp.results_size(), 1);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
+  EXPECT_EQ(resp.results(0).lock().status(), v1::LOCK_STATUS_DENIED);
+  // The session is listed as a stream of the identity of its calls.
+  v1::Gateway g = GatewayA();
+  bool session_listed = false;
+  for (const v1::GatewayStream& st : g.streams()) {
+    session_listed |= st.kind() == v1::STREAM_KIND_SESSION;
+  }
+  EXPECT_TRUE(session_listed);
+  stream->WritesDone();
+  ctx.TryCancel();
+  (void)stream->Finish();
+  v1::ListWaitersResponse w;
+  ASSERT_TRUE(admin_->ListWaiters(Ctx().get(), v1::ListWaitersRequest(), &w).ok());
+  EXPECT_EQ(w.waiters_size(), 0);
+}
+
 TEST_F(AdminMaintenanceTest, DrainNeedsAKnownGatewayAndAReason) {
   EXPECT_EQ(Drain("gw-nobody", true).error_code(), grpc::StatusCode::NOT_FOUND);
   ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 10)), v1::LOCK_STATUS_GRANTED);

@@ -401,8 +401,11 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGateways(
     }
     for (const StreamInfo& st : activity_.Streams(r.info.name)) {
       v1::GatewayStream* gs = out->add_streams();
-      gs->set_kind(st.kind == StreamKind::kGrants ? v1::STREAM_KIND_GRANTS
-                                                  : v1::STREAM_KIND_NOTIFICATIONS);
+      switch (st.kind) {
+        case StreamKind::kGrants: gs->set_kind(v1::STREAM_KIND_GRANTS); break;
+        case StreamKind::kNotifications: gs->set_kind(v1::STREAM_KIND_NOTIFICATIONS); break;
+        case StreamKind::kSession: gs->set_kind(v1::STREAM_KIND_SESSION); break;
+      }
       gs->set_instance_name(st.instance_name);
       gs->set_peer_address(st.peer);
       SetTimestampMs(st.connected_ms, gs->mutable_connected_at());

@@ -137,6 +137,7 @@ class StateCollector final : public prometheus::Collectable {
     auto streams = Family("event_streams", "Open gateway event streams.", MetricType::Gauge);
     AddValue(&streams, a.StreamCount(StreamKind::kGrants), {{"kind", "grants"}});
     AddValue(&streams, a.StreamCount(StreamKind::kNotifications), {{"kind", "notifications"}});
+    AddValue(&streams, a.StreamCount(StreamKind::kSession), {{"kind", "session"}});
     out->push_back(std::move(streams));
     const DeliveryCounts d = a.Deliveries();
     auto grants = Family("grant_acks_total", "GRANTED deliveries acknowledged, by outcome.",
