@@ -89,12 +89,14 @@ class ServerClient {
 
   const ServerClientOptions& options() const { return options_; }
 
+  // Runs `fn` after `delay_ms` on the retry thread; false if the queue is
+  // full or the client is stopping. `fn` must not block.
+  bool Schedule(int64_t delay_ms, std::function<void()> fn);
+
  private:
   template <typename Response>
   struct Attempt;
 
-  // Runs `fn` after `delay_ms` on the retry thread; false if the queue is full.
-  bool Schedule(int64_t delay_ms, std::function<void()> fn);
   void TimerLoop();
   Stubs& StubsFor(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

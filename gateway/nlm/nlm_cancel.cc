@@ -10,7 +10,8 @@ void NlmService::DoCancel(const PendingPtr& p, NlmArgs args) {
   if (RejectAtEdge(p, args.lock.caller_name, args.lock.fh, args.lock.oh)) {
     return;
   }
-  auto req = std::make_shared<v1::CancelRequest>();
+  v1::SessionCall call;
+  v1::CancelRequest* req = call.mutable_cancel();
   req->set_request_id(p->request_id);
   req->set_gateway_id(options_.gateway_name);
   req->set_file_handle(args.lock.fh);
@@ -18,20 +19,11 @@ void NlmService::DoCancel(const PendingPtr& p, NlmArgs args) {
   *req->mutable_range() = ToProto(args.lock.range);
   req->set_exclusive(args.exclusive);
   req->set_block(args.block);
-  server_->Call<v1::CancelResponse>(
-      [req](ServerClient::Stubs& stubs, grpc::ClientContext* ctx,
-            v1::CancelResponse* resp, std::function<void(grpc::Status)> done) {
-        stubs.lock->async()->Cancel(ctx, req.get(), resp, std::move(done));
-      },
-      [this, p](const grpc::Status& status, const v1::CancelResponse& resp) {
-        if (!status.ok()) {
-          Finish(p, ServerFailure(p, status, "Cancel"));
-          return;
-        }
-        NlmOutcome o;
-        o.status = resp.status();
-        Finish(p, o);
-      });
+  CallServer(p, std::move(call), "Cancel", [this, p](const v1::SessionResult& r) {
+    NlmOutcome o;
+    o.status = r.cancel().status();
+    Finish(p, o);
+  });
 }
 
 }  // namespace lockwarden::gateway::nlm

@@ -92,7 +92,8 @@ void NlmService::EnsureMonitored(const std::string& caller_name,
 
 void NlmService::SendLock(const PendingPtr& p, NlmArgs args, bool monitored) {
   const CallContext& ctx = p->call->context();
-  auto req = std::make_shared<v1::LockRequest>();
+  v1::SessionCall call;
+  v1::LockRequest* req = call.mutable_lock();
   req->set_request_id(p->request_id);
   req->set_gateway_id(options_.gateway_name);
   req->set_file_handle(args.lock.fh);
@@ -112,20 +113,11 @@ void NlmService::SendLock(const PendingPtr& p, NlmArgs args, bool monitored) {
                                                          : v1::TRANSPORT_UDP);
   cb->set_use_granted_msg(options_.use_granted_msg);
   cb->set_caller_name(options_.gateway_name);
-  server_->Call<v1::LockResponse>(
-      [req](ServerClient::Stubs& stubs, grpc::ClientContext* c,
-            v1::LockResponse* resp, std::function<void(grpc::Status)> done) {
-        stubs.lock->async()->Lock(c, req.get(), resp, std::move(done));
-      },
-      [this, p](const grpc::Status& status, const v1::LockResponse& resp) {
-        if (!status.ok()) {
-          Finish(p, ServerFailure(p, status, "Lock"));
-          return;
-        }
-        NlmOutcome o;
-        o.status = resp.status();
-        Finish(p, o);
-      });
+  CallServer(p, std::move(call), "Lock", [this, p](const v1::SessionResult& r) {
+    NlmOutcome o;
+    o.status = r.lock().status();
+    Finish(p, o);
+  });
 }
 
 }  // namespace lockwarden::gateway::nlm

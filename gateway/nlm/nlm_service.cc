@@ -47,7 +47,22 @@ NlmService::NlmService(NlmServiceOptions options, ServerClient* server,
       server_(server),
       callbacks_(callbacks),
       grants_(grants),
-      process_nonce_(RandomNonce()) {}
+      process_nonce_(RandomNonce()),
+      session_(std::make_unique<SessionClient>(server, options_.use_session)) {}
+
+void NlmService::CallServer(const PendingPtr& p, v1::SessionCall call,
+                            const char* rpc,
+                            std::function<void(const v1::SessionResult&)> on_ok) {
+  session_->Call(std::move(call),
+                 [this, p, rpc, on_ok = std::move(on_ok)](
+                     const grpc::Status& status, const v1::SessionResult& r) {
+                   if (!status.ok()) {
+                     Finish(p, ServerFailure(p, status, rpc));
+                     return;
+                   }
+                   on_ok(r);
+                 });
+}
 
 NlmServiceStats NlmService::stats() const {
   NlmServiceStats s;

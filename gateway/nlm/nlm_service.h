@@ -64,6 +64,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/client/server_client.h"
+#include "gateway/client/session_client.h"
 #include "gateway/nlm/nlm_args.h"
 #include "gateway/nlm/nlm_callback_client.h"
 #include "gateway/rpc/dispatcher.h"
@@ -85,6 +86,9 @@ struct NlmServiceOptions {
   // Blocked locks are granted with GRANTED_MSG (like Linux lockd) when true,
   // with the synchronous GRANTED otherwise.
   bool use_granted_msg = true;
+  // TEST, LOCK, CANCEL and UNLOCK go over one batched LockService.Session
+  // stream (session_client.h) when true, as unary RPCs otherwise.
+  bool use_session = true;
   // Called with (caller_name, normalised source address) of every request
   // that names its caller; may be empty.
   std::function<void(const std::string&, const std::string&)>
@@ -176,6 +180,10 @@ class NlmService {
   void DoFreeAll(const PendingPtr& p, NlmNotifyArgs args);  // nlm_free_all.cc
   void OnGrantedRes(std::unique_ptr<RpcCall> call, uint32_t vers,
                     std::string cookie, v1::LockStatus status);  // nlm_async.cc
+  // Sends one lock call to the server; `rpc` names it in logs. `on_ok`
+  // gets the result of a successful call; a failure is answered here.
+  void CallServer(const PendingPtr& p, v1::SessionCall call, const char* rpc,
+                  std::function<void(const v1::SessionResult&)> on_ok);
 
   const NlmServiceOptions options_;
   ServerClient* const server_;
@@ -196,6 +204,9 @@ class NlmService {
   std::atomic<uint64_t> res_sent_{0};
   std::atomic<uint64_t> res_failed_{0};
   std::atomic<uint64_t> granted_res_{0};
+  // Last, so destroyed first: its destructor ends the stream and completes
+  // calls still pending, whose callbacks use the members above.
+  std::unique_ptr<SessionClient> session_;
 };
 
 }  // namespace lockwarden::gateway::nlm
