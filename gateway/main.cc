@@ -17,18 +17,21 @@
 // (gateway/metrics/gateway_metrics.h lists the series).
 //
 // SIGTERM/SIGINT shut down gracefully: unregister from the host's rpcbind
-// (no new clients find us), let the NLM calls in flight finish (bounded by
-// --shutdown-timeout-ms), stop the transports, the grant and notification
-// streams, and the I/O threads.
+// (no new clients find us), stop reading new calls and let the calls in
+// flight answer, replies flushed (bounded by --shutdown-timeout-ms), close
+// the transports, stop the grant and notification streams and the I/O
+// threads.
+#include <grpcpp/support/client_interceptor.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
-
-#include <grpcpp/support/client_interceptor.h>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
@@ -214,6 +217,32 @@ absl::Status RegisterWithRpcbind(RpcbindRegistrar& registrar,
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+// Graceful stop of the RPC side, all before `deadline`: every transport
+// stops reading new calls at once and lets the calls in flight answer (the
+// replies are flushed, then the sockets close); then NLM work that outlives
+// its RPC (a *_MSG request whose *_RES call is not sent yet) may finish.
+// True if nothing was abandoned. `servers` may contain nullptr.
+bool DrainCalls(absl::Time deadline, std::vector<RpcServer*> servers,
+                const nlm::NlmService& nlm) {
+  std::atomic<size_t> abandoned{0};
+  std::vector<std::thread> drains;
+  for (RpcServer* server : servers) {
+    if (server == nullptr) continue;
+    drains.emplace_back([server, deadline, &abandoned] {
+      abandoned += server->Drain(
+          std::max(deadline - absl::Now(), absl::ZeroDuration()));
+    });
+  }
+  for (std::thread& t : drains) t.join();
+  const bool idle =
+      nlm.WaitIdle(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+  if (abandoned.load() > 0) {
+    LogEvent(LogLevel::kWarn, "shutdown_calls_abandoned",
+             {{"rpc_calls", abandoned.load()}});
+  }
+  return idle && abandoned.load() == 0;
 }
 
 int Run(Flags& f) {
@@ -408,10 +437,9 @@ int Run(Flags& f) {
       LogEvent(LogLevel::kWarn, "rpcbind_unregister_failed", {{"error", s}});
     }
   }
-  const bool idle = nlm.WaitIdle(absl::Milliseconds(f.shutdown_timeout_ms));
-  nlm_server.Stop();
-  nsm_server.Stop();
-  if (portmap_server) portmap_server->Stop();
+  const bool idle = DrainCalls(
+      absl::Now() + absl::Milliseconds(f.shutdown_timeout_ms),
+      {&nlm_server, &nsm_server, portmap_server.get()}, nlm);
   grants.Stop();
   nsm.Stop();
   pool.Stop();
@@ -421,6 +449,7 @@ int Run(Flags& f) {
   const nlm::NlmServiceStats nlm_stats = nlm.stats();
   LogEvent(LogLevel::kInfo, "shutdown_done",
            {{"nlm_calls", nlm_stats.calls},
+            {"drained", idle},
             {"nlm_in_flight_abandoned", idle ? int64_t{0} : nlm.in_flight()},
             {"drc_hits", drc_stats.hits},
             {"drc_absorbed", drc_stats.in_progress},
