@@ -64,7 +64,11 @@ void CoreRunner::Submit(core::Command cmd, Done done) {
     if (refused.ok()) refused = ApplyAndEnqueue(cmd, *std::move(slot), done);
   }
   // Callbacks run outside mu_ so that they may call back into the runner.
-  if (!refused.ok()) done(refused);
+  if (!refused.ok()) {
+    done(refused);
+    return;
+  }
+  pipeline_->Drive();  // Commits here if the pipeline is idle.
 }
 
 absl::Status CoreRunner::RefusalLocked() const {
@@ -115,6 +119,8 @@ void CoreRunner::SubmitBatch(std::vector<BatchItem> items, BatchDone done) {
     fail_all(refused);
   } else if (answer_now.has_value()) {
     done(*std::move(answer_now));
+  } else {
+    pipeline_->Drive();  // Commits here if the pipeline is idle.
   }
 }
 
@@ -163,7 +169,8 @@ absl::Status CoreRunner::ApplyBatchAndEnqueue(
           return;
         }
         done(std::move(*replies));
-      });
+      },
+      /*will_drive=*/true);
   if (enqueued.ok()) return absl::OkStatus();
   if (!mutated) return enqueued;
   // As in ApplyAndEnqueue: the core moved ahead of a delta it cannot store.
@@ -185,8 +192,10 @@ absl::Status CoreRunner::ApplyAndEnqueue(const core::Command& cmd,
   auto reply = std::make_shared<core::Reply>(std::move(effects.reply));
   auto events =
       std::make_shared<std::vector<core::Event>>(std::move(effects.events));
-  absl::Status enqueued = pipeline_->Enqueue(
-      std::move(slot), std::move(effects.delta),
+  std::vector<Delta> deltas;
+  deltas.push_back(std::move(effects.delta));
+  absl::Status enqueued = pipeline_->EnqueueAll(
+      std::move(slot), std::move(deltas),
       [this, apply_seq, reply, events, done](absl::Status s) {
         OnCommitted(apply_seq, s, *events);
         if (!s.ok()) {
@@ -198,7 +207,8 @@ absl::Status CoreRunner::ApplyAndEnqueue(const core::Command& cmd,
           return;
         }
         done(*reply);
-      });
+      },
+      /*will_drive=*/true);
   if (enqueued.ok()) return absl::OkStatus();
   // Only a delta that alone exceeds the store's limits is refused here. The
   // core already applied it, so its state is ahead of the store: stop.

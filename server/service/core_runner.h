@@ -21,8 +21,10 @@
 // due (grant expiry, end of grace). No busy loop: it sleeps on a CondVar.
 //
 // Thread-safety: every public method may be called from any thread. Done
-// callbacks run on the commit pipeline's thread (or inline on errors) and
-// must not block.
+// callbacks run on the commit pipeline's thread, or inline in Submit /
+// SubmitBatch (on errors, and when the pipeline was idle so the submitting
+// thread committed itself: CommitPipeline::Drive); they must not block, and
+// callers must not hold a lock across Submit that the callback takes.
 #ifndef LOCKWARDEN_SERVER_SERVICE_CORE_RUNNER_H_
 #define LOCKWARDEN_SERVER_SERVICE_CORE_RUNNER_H_
 

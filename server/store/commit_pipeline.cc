@@ -111,7 +111,7 @@ absl::StatusOr<std::vector<CommitPipeline::Pending>> CommitPipeline::Pack(
 }
 
 absl::Status CommitPipeline::EnqueueAll(Slot slot, std::vector<Delta> deltas,
-                                        Callback done) {
+                                        Callback done, bool will_drive) {
   if (slot.pipeline_ != this) {
     return absl::InvalidArgumentError(
         "slot was not reserved from this commit pipeline");
@@ -121,6 +121,7 @@ absl::Status CommitPipeline::EnqueueAll(Slot slot, std::vector<Delta> deltas,
   if (!entries.ok()) return entries.status();  // `slot` is released.
   absl::MutexLock lock(&mu_);
   for (Pending& p : *entries) queue_.push_back(std::move(p));
+  if (will_drive) ++drivers_pending_;
   --reserved_;
   slot.pipeline_ = nullptr;
   return absl::OkStatus();
@@ -155,7 +156,10 @@ absl::Status CommitPipeline::BrokenStatus() const {
 }
 
 bool CommitPipeline::HasWorkOrDrained() const {
-  return !queue_.empty() || (shutting_down_ && reserved_ == 0);
+  if (committing_) return false;
+  // Work a caller promised to Drive() is left to it, unless shutting down.
+  if (!queue_.empty()) return drivers_pending_ == 0 || shutting_down_;
+  return shutting_down_ && reserved_ == 0 && drivers_pending_ == 0;
 }
 
 std::vector<CommitPipeline::Pending> CommitPipeline::TakeGroup() {
@@ -188,41 +192,65 @@ void CommitPipeline::Run() {
       if (queue_.empty()) return;  // Shutting down, and nothing is left.
       group = TakeGroup();
       broken = broken_;
+      committing_ = true;
     }
-
-    absl::Status result;
-    size_t mutations = 0;
-    absl::Duration latency = absl::ZeroDuration();
-    if (broken.ok()) {
-      Delta batch;
-      for (const Pending& p : group) mutations += p.delta.size();
-      batch.reserve(mutations);
-      for (Pending& p : group) {
-        std::move(p.delta.begin(), p.delta.end(), std::back_inserter(batch));
-      }
-      const absl::Time start = absl::Now();
-      absl::Status status = store_->Commit(batch);
-      latency = absl::Now() - start;
-      if (!status.ok()) {
-        absl::MutexLock lock(&mu_);
-        if (broken_.ok()) broken_ = status;
-        result = absl::UnavailableError(absl::StrCat(
-            "commit failed; outcome unknown, pipeline now broken: ",
-            status.ToString()));
-      }
-      RecordCommit(group, mutations, status, latency);
-    } else {
-      result = absl::UnavailableError(absl::StrCat(
-          "not committed: commit pipeline is broken by an earlier failed "
-          "commit: ",
-          broken.ToString()));
-      absl::MutexLock lock(&mu_);
-      stats_.failed_deltas += group.size();
-    }
-    for (Pending& p : group) {
-      if (p.done) p.done(result);
-    }
+    CommitGroup(group, broken);
   }
+}
+
+void CommitPipeline::Drive() {
+  std::vector<Pending> group;
+  absl::Status broken;
+  {
+    absl::MutexLock lock(&mu_);
+    --drivers_pending_;
+    // Busy: whoever commits now (or the thread, woken when it finishes)
+    // takes what this caller queued.
+    if (committing_ || queue_.empty()) return;
+    group = TakeGroup();
+    broken = broken_;
+    committing_ = true;
+  }
+  ++inline_groups_;
+  CommitGroup(group, broken);
+}
+
+void CommitPipeline::CommitGroup(std::vector<Pending>& group,
+                                 const absl::Status& broken) {
+  absl::Status result;
+  if (broken.ok()) {
+    size_t mutations = 0;
+    Delta batch;
+    for (const Pending& p : group) mutations += p.delta.size();
+    batch.reserve(mutations);
+    for (Pending& p : group) {
+      std::move(p.delta.begin(), p.delta.end(), std::back_inserter(batch));
+    }
+    const absl::Time start = absl::Now();
+    absl::Status status = store_->Commit(batch);
+    const absl::Duration latency = absl::Now() - start;
+    if (!status.ok()) {
+      absl::MutexLock lock(&mu_);
+      if (broken_.ok()) broken_ = status;
+      result = absl::UnavailableError(absl::StrCat(
+          "commit failed; outcome unknown, pipeline now broken: ",
+          status.ToString()));
+    }
+    RecordCommit(group, mutations, status, latency);
+  } else {
+    result = absl::UnavailableError(absl::StrCat(
+        "not committed: commit pipeline is broken by an earlier failed "
+        "commit: ",
+        broken.ToString()));
+    absl::MutexLock lock(&mu_);
+    stats_.failed_deltas += group.size();
+  }
+  for (Pending& p : group) {
+    if (p.done) p.done(result);
+  }
+  // Only now: callbacks of one group run before the next group commits.
+  absl::MutexLock lock(&mu_);
+  committing_ = false;
 }
 
 void CommitPipeline::RecordCommit(const std::vector<Pending>& group,
@@ -253,6 +281,7 @@ CommitPipelineStats CommitPipeline::Stats() const {
   absl::MutexLock lock(&mu_);
   CommitPipelineStats out = stats_;
   out.queued = queue_.size();
+  out.inline_groups = inline_groups_.load();
   if (out.commits > 0) {
     out.mean_batch_deltas =
         static_cast<double>(out.deltas) / static_cast<double>(out.commits);

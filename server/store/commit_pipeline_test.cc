@@ -436,6 +436,75 @@ TEST(CommitPipelineTest, EnqueueAllOfNothingIsABarrierAndOversizeIsRefused) {
   EXPECT_TRUE(pipeline.Healthy());
 }
 
+TEST(CommitPipelineTest, DriveCommitsOnTheCallingThreadWhenIdle) {
+  MemoryStore memory;
+  CommitPipeline pipeline(&memory);
+  std::thread::id ran_on;
+  bool ran = false;
+  absl::StatusOr<CommitPipeline::Slot> slot = pipeline.ReserveSlot();
+  ASSERT_THAT(slot, IsOk());
+  std::vector<Delta> deltas;
+  deltas.push_back(OnePut(1));
+  LW_ASSERT_OK(pipeline.EnqueueAll(
+      *std::move(slot), std::move(deltas),
+      [&](absl::Status s) {
+        EXPECT_THAT(s, IsOk());
+        ran_on = std::this_thread::get_id();
+        ran = true;
+      },
+      /*will_drive=*/true));
+  pipeline.Drive();
+  // Committed and acknowledged before Drive() returned, on this thread.
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(pipeline.Stats().inline_groups, 1u);
+  EXPECT_EQ(memory.LoadAll("k/")->size(), 1u);
+}
+
+TEST(CommitPipelineTest, DriveDuringACommitLeavesTheWorkToThePipeline) {
+  MemoryStore memory;
+  GatedStore gated(&memory);
+  Completions done;
+  CommitPipeline pipeline(&gated);
+  gated.CloseGate();
+  LW_ASSERT_OK(pipeline.Enqueue(OnePut(0), done.Callback(0)));
+  ASSERT_TRUE(gated.WaitForCommitsStarted(1, kWait));
+  absl::StatusOr<CommitPipeline::Slot> slot = pipeline.ReserveSlot();
+  ASSERT_THAT(slot, IsOk());
+  std::vector<Delta> deltas;
+  deltas.push_back(OnePut(1));
+  LW_ASSERT_OK(pipeline.EnqueueAll(*std::move(slot), std::move(deltas),
+                                   done.Callback(1), /*will_drive=*/true));
+  pipeline.Drive();  // Returns at once: a commit is in flight.
+  EXPECT_EQ(done.count(), 0u);
+  gated.OpenGate();
+  ASSERT_TRUE(done.WaitFor(2));
+  EXPECT_EQ(done.ids(), (std::vector<int>{0, 1}));
+  EXPECT_THAT(done.results(), Each(IsOk()));
+  EXPECT_EQ(pipeline.Stats().inline_groups, 0u);
+}
+
+TEST(CommitPipelineTest, ShutdownCommitsWorkWhoseDriverNeverCame) {
+  MemoryStore memory;
+  Completions done;
+  auto pipeline = std::make_unique<CommitPipeline>(&memory);
+  absl::StatusOr<CommitPipeline::Slot> slot = pipeline->ReserveSlot();
+  ASSERT_THAT(slot, IsOk());
+  std::vector<Delta> deltas;
+  deltas.push_back(OnePut(1));
+  LW_ASSERT_OK(pipeline->EnqueueAll(*std::move(slot), std::move(deltas),
+                                    done.Callback(1), /*will_drive=*/true));
+  std::thread driver([&] {
+    // The promised Drive() arrives late, during shutdown.
+    absl::SleepFor(absl::Milliseconds(200));
+    pipeline->Drive();
+  });
+  pipeline->Shutdown();  // Waits for the driver, commits its work.
+  driver.join();
+  ASSERT_TRUE(done.WaitFor(1));
+  EXPECT_THAT(done.results(), Each(IsOk()));
+}
+
 TEST(CommitPipelineTest, ShutdownDrainsQueuedWork) {
   MemoryStore memory;
   GatedStore gated(&memory);
