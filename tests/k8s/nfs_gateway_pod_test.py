@@ -11,6 +11,8 @@ Checked:
     to those processes: Ganesha serves no NLM.
   - a libnfs client mounts the export, creates a file and locks it through
     the gateway; a second owner is denied; the server holds the lock.
+  - the server's and the gateway's Prometheus endpoints answer on the
+    ports the manifests declare.
   - the design note in nfs-gateway.yaml: after a gateway restart Ganesha's
     registrations are gone and Ganesha's liveness probe fails; restarting
     Ganesha (what the kubelet then does) registers them again. The lock is
@@ -31,6 +33,9 @@ from tests.k8s import pod_runner
 START_TIMEOUT_S = 40.0
 NLM_TIMEOUT_S = 20.0
 NFS, MOUNT, NLM, NSM, PORTMAP = 100003, 100005, 100021, 100024, 100000
+SCRAPE = ('import sys, urllib.request; '
+          'print(urllib.request.urlopen(sys.argv[1], timeout=5).read()'
+          '.decode())')
 
 
 def listening_ports(pid):
@@ -99,6 +104,16 @@ class NfsGatewayPodTest(unittest.TestCase):
                                 <= gateway, gateway)
             self.assertFalse({p for _, p in ganesha} & {32803, 662, 111},
                              ganesha)
+
+            # Both metrics endpoints the manifests declare answer.
+            for pod, container, prefix in (
+                    (server, 'lockwarden-server', 'lockwarden_'),
+                    (gw, 'lockwarden-gateway', 'lockwarden_gateway_')):
+                port = [p['containerPort'] for p in cluster.container(
+                    pod, container)['ports'] if p['name'] == 'metrics'][0]
+                res = client.run(['python3', '-c', SCRAPE, 'http://%s:%d/'
+                                  'metrics' % (pod.host.ipv4, port)])
+                self.assertIn(prefix, res.stdout)
 
             export = cluster.local_path(gw, 'nfs-ganesha', '/export')
             replies, res = peers.nlm_client(client, [
