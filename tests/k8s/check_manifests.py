@@ -24,7 +24,8 @@ runs them all. The rules, and why:
                 container listening below 1024 needs the pod sysctl
                 net.ipv4.ip_unprivileged_port_start (capabilities do not
                 reach a non-root process under no_new_privs).
-  references    ConfigMap keys, volumes, PVCs and $(VAR)s in args exist
+  references    ConfigMap and Secret keys, volumes, PVCs and $(VAR)s in
+                args exist
                 (the kubelet leaves an unknown $(VAR) as literal text).
   etcd          --initial-cluster lists exactly `replicas` members named
                 <statefulset>-<i>, each at <name>.<headless service>...:
@@ -33,7 +34,8 @@ runs them all. The rules, and why:
                 in parallel; lockwarden-server's --etcd-endpoints name the
                 same members.
   lockwarden    readiness is the leadership-aware grpc.health.v1 check of
-                lockwarden.v1.LockService, so (standbys never being Ready)
+                lockwarden.v1.LockService (native gRPC probe, or exec
+                `lockwardenctl health --service=...` with TLS), so (standbys never being Ready)
                 pods start in parallel and update OnDelete; gateways list
                 every server
                 instance; PDBs: etcd maxUnavailable 1, every multi-replica
@@ -262,6 +264,8 @@ def check_references(objs):
     out = []
     cms = {o['metadata']['name']: o.get('data') or {}
            for o in k.of_kind(objs, 'ConfigMap')}
+    secrets = {o['metadata']['name']: o.get('data') or {}
+               for o in k.of_kind(objs, 'Secret')}
     pvcs = {o['metadata']['name']
             for o in k.of_kind(objs, 'PersistentVolumeClaim')}
     for pod in k.pod_templates(objs):
@@ -280,6 +284,15 @@ def check_references(objs):
                     if item['key'] not in cms.get(name, {}):
                         out.append('%s volume %s: ConfigMap %s has no key %s'
                                    % (where, v['name'], name, item['key']))
+            if 'secret' in v:
+                name = v['secret'].get('secretName')
+                if name not in secrets:
+                    out.append('%s volume %s: no Secret %s' %
+                               (where, v['name'], name))
+                for item in v['secret'].get('items') or []:
+                    if item['key'] not in secrets.get(name, {}):
+                        out.append('%s volume %s: Secret %s has no key %s' %
+                                   (where, v['name'], name, item['key']))
             if 'persistentVolumeClaim' in v:
                 claim = v['persistentVolumeClaim'].get('claimName')
                 if claim not in pvcs:
@@ -411,7 +424,13 @@ def check_lockwarden(objs, version):
     c = [c for c in pod.containers
          if _args(c)[0].endswith('lockwarden-server')][0]
     probe = c.get('readinessProbe') or {}
-    if (probe.get('grpc') or {}).get('service') != LEADER_HEALTH_SERVICE:
+    exec_cmd = (probe.get('exec') or {}).get('command') or []
+    native = (probe.get('grpc') or {}).get('service') == LEADER_HEALTH_SERVICE
+    # The exec alternative (TLS, old clusters): lockwardenctl health.
+    via_ctl = (exec_cmd[:1] and exec_cmd[0].endswith('/lockwardenctl') and
+               'health' in exec_cmd and
+               '--service=' + LEADER_HEALTH_SERVICE in exec_cmd)
+    if not (native or via_ctl):
         out.append('%s: readiness must be the grpc.health.v1 check of %s '
                    '(leader only)' % (_pod_name(pod), LEADER_HEALTH_SERVICE))
     # Only the leader is ever Ready: a RollingUpdate would wait forever for

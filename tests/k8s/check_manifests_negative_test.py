@@ -162,6 +162,9 @@ MUTATIONS = [
     ('undefined $(VAR) in args',
      lambda o: _server(o)['args'].append('--server-id=$(HOSTNAME)'),
      '$(HOSTNAME)'),
+    ('ConfigMap volume of a missing ConfigMap',
+     lambda o: k.find(o, 'ConfigMap', 'nfs-ganesha-config')['metadata']
+     .update({'name': 'ganesha-config'}), 'no ConfigMap nfs-ganesha-config'),
     ('volume mount without a volume',
      lambda o: _ganesha(o)['volumeMounts'].append(
          {'name': 'cache', 'mountPath': '/var/cache'}),

@@ -25,8 +25,16 @@ import tempfile
 
 import yaml
 
-# Overlays every test renders: the HA base and the single-node overlay.
-OVERLAYS = ('base', 'overlays/single-node')
+# Overlays every test renders: the HA base, the single-node overlay and the
+# TLS overlay (rendered with a throwaway test PKI, see make_test_pki).
+OVERLAYS = ('base', 'overlays/single-node', 'overlays/tls')
+# Overlays whose pki/ directory the operator fills (ca.crt, tls.crt, tls.key).
+NEEDS_PKI = ('overlays/tls',)
+OPENSSL_TIMEOUT_S = 30
+# What the servers' certificate must cover (overlays/tls/kustomization.yaml).
+TEST_CERT_NAMES = ('*.lockwarden-server-peers.lockwarden.svc.cluster.local',
+                   'lockwarden-server.lockwarden.svc.cluster.local',
+                   'localhost')
 # kubectl kustomize of a few files takes well under a second; this bounds a
 # hung kubectl.
 RENDER_TIMEOUT_S = 60
@@ -96,10 +104,39 @@ def render_dir(path):
     return docs
 
 
+def _openssl(args, cwd):
+    subprocess.run(['openssl'] + args, cwd=cwd, check=True,
+                   capture_output=True, timeout=OPENSSL_TIMEOUT_S)
+
+
+def make_test_pki(pki_dir):
+    """A throwaway CA and a server certificate (TEST_CERT_NAMES, serverAuth
+    and clientAuth) in pki_dir as ca.crt, tls.crt, tls.key: what an
+    operator puts into overlays/tls/pki. Valid for two days."""
+    os.makedirs(pki_dir, exist_ok=True)
+    _openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout',
+              'ca.key', '-out', 'ca.crt', '-days', '2', '-subj',
+              '/CN=lockwarden-test-ca'], pki_dir)
+    _openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'tls.key',
+              '-out', 'tls.csr', '-subj', '/CN=lockwarden-server'], pki_dir)
+    with open(os.path.join(pki_dir, 'ext'), 'w') as f:
+        f.write('subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n'
+                % ','.join('DNS:' + n for n in TEST_CERT_NAMES))
+    _openssl(['x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey',
+              'ca.key', '-CAcreateserial', '-out', 'tls.crt', '-days', '2',
+              '-extfile', 'ext'], pki_dir)
+    for f in ('ca.key', 'ca.srl', 'tls.csr', 'ext'):
+        if os.path.exists(os.path.join(pki_dir, f)):
+            os.remove(os.path.join(pki_dir, f))
+
+
 def render(overlay):
-    """Renders deploy/k8s/<overlay> from a private copy of deploy/."""
+    """Renders deploy/k8s/<overlay> from a private copy of deploy/ (with a
+    throwaway PKI for the overlays in NEEDS_PKI)."""
     with tempfile.TemporaryDirectory(prefix='lw-k8s-') as tmp:
         root = copy_deploy_tree(tmp)
+        if overlay in NEEDS_PKI:
+            make_test_pki(os.path.join(root, 'k8s', overlay, 'pki'))
         return render_dir(os.path.join(root, 'k8s', overlay))
 
 

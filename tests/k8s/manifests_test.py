@@ -47,6 +47,21 @@ class ManifestsTest(unittest.TestCase):
         self.assertIsNone(k.find(single, 'StatefulSet', 'etcd'))
         self.assertIsNone(k.find(single, 'NetworkPolicy', 'etcd'))
 
+    def test_tls_overlay_serves_tls_and_probes_through_lockwardenctl(self):
+        objs = k.render('overlays/tls')
+        self.assertIsNotNone(k.find(objs, 'Secret', 'lockwarden-tls'))
+        server = k.find(objs, 'StatefulSet', 'lockwarden-server')
+        c = server['spec']['template']['spec']['containers'][0]
+        self.assertIn('--tls-cert=/etc/lockwarden-tls/tls.crt', c['args'])
+        for which in ('readinessProbe', 'livenessProbe'):
+            cmd = c[which]['exec']['command']
+            self.assertEqual(cmd[0], '/usr/bin/lockwardenctl')
+            self.assertIn('--tls-ca=/etc/lockwarden-tls/ca.crt', cmd)
+        gw = k.find(objs, 'Deployment', 'nfs-gateway')
+        self.assertIn('--tls-ca=/etc/lockwarden-tls/ca.crt',
+                      gw['spec']['template']['spec']['initContainers'][0]
+                      ['args'])
+
     def test_yamllint_is_clean(self):
         config = k.workspace_file('tests/k8s/yamllint.yaml')
         res = subprocess.run(['yamllint', '--strict', '-c', config,

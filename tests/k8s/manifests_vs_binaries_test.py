@@ -8,7 +8,8 @@ paths and volume directories, nothing else). So a flag a binary does not
 accept, a port that does not match, a DNS name nobody serves or a probe that
 cannot pass fails here.
 
-Then, through that topology: the client mounts the export (MOUNT + NFS from
+The same for overlays/tls (TLS on the gRPC port, exec probes through
+lockwardenctl, a throwaway PKI). Then, through each topology: the client mounts the export (MOUNT + NFS from
 NFS-Ganesha) and takes an NLM lock through the gateway sidecar; the
 lock-service leader is killed (SIGKILL); a standby takes over and the lock
 is still held: another owner is denied and sees the holder.
@@ -29,7 +30,7 @@ ETCD_READY_TIMEOUT_S = 40.0
 # A leader: elected, state recovered, LockService SERVING.
 LEADER_TIMEOUT_S = 40.0
 # Lease 5 s (config.yaml) bounds the takeover; standbys usually depose a
-# dead leader sooner.
+# dead leader sooner (not with TLS: overlays/tls/kustomization.yaml).
 TAKEOVER_TIMEOUT_S = 30.0
 GATEWAY_POD_TIMEOUT_S = 40.0
 NLM_TIMEOUT_S = 20.0
@@ -41,8 +42,17 @@ class ManifestsVsBinariesTest(unittest.TestCase):
         sys.stderr.write('%6.1fs %s\n' % (time.monotonic() - self.start, what))
 
     def test_lock_through_gateway_survives_leader_kill(self):
+        self.run_failover('base')
+
+    def test_tls_overlay_lock_survives_leader_kill(self):
+        # TLS on the gRPC port, exec probes through lockwardenctl, the
+        # gateway verifying the servers' certificate (a throwaway PKI).
+        self.run_failover('overlays/tls')
+
+    def run_failover(self, overlay):
         self.start = time.monotonic()
-        objs = k.render('base')
+        self.phase('overlay %s' % overlay)
+        objs = k.render(overlay)
         config = k.find(objs, 'ConfigMap', 'lockwarden-config')['data']
         bins = pod_runner.lockwarden_binaries()
         with pod_runner.PodCluster(objs, bins, extra_hosts=['client'],

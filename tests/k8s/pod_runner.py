@@ -19,7 +19,8 @@ What is substituted, and nothing else:
   binaries   the image's path of a program (by base name) -> a local build
              or the Debian binary (`binaries` argument);
   volumes    every volume gets a directory under the cluster's workdir
-             (ConfigMap volumes filled with their keys); mount paths in args,
+             (ConfigMap and Secret volumes filled with their keys); mount
+             paths in args, exec probes,
              env values and mounted ConfigMap files are rewritten to them.
   DNS        pod names under their StatefulSet's headless Service
              (<pod>.<service>.<ns>.svc.<domain>) and Services that select
@@ -32,6 +33,7 @@ root here); tests/k8s/check_manifests.py checks those statically.
 Thread-safety: none; single-threaded tests.
 """
 
+import base64
 import collections
 import os
 import re
@@ -129,6 +131,17 @@ class PodCluster:
             d = os.path.join(root, v['name'])
             os.makedirs(d)
             vols[v['name']] = d
+            if 'secret' in v:
+                secret = k.find(self.objs, 'Secret', v['secret']['secretName'])
+                if secret is None:
+                    raise HarnessError('%s: no Secret %s' %
+                                       (pod_name, v['secret']['secretName']))
+                data = secret.get('data') or {}
+                items = v['secret'].get('items') or [
+                    {'key': key, 'path': key} for key in data]
+                for item in items:
+                    with open(os.path.join(d, item['path']), 'wb') as f:
+                        f.write(base64.b64decode(data[item['key']]))
             if 'configMap' in v:
                 cm = k.find(self.objs, 'ConfigMap', v['configMap']['name'])
                 if cm is None:
