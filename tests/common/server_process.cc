@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/common/spawn.h"
 
 namespace lockwarden::testing {
 namespace {
@@ -31,18 +32,6 @@ constexpr char kPortLine[] = "lockwarden-server listening on port ";
 constexpr absl::Duration kPollInterval = absl::Milliseconds(5);
 // Deadline of one health Check while polling.
 constexpr absl::Duration kHealthCallTimeout = absl::Milliseconds(500);
-
-std::string TempRoot() {
-  for (const char* var : {"TEST_TMPDIR", "TMPDIR"}) {
-    const char* v = getenv(var);
-    if (v != nullptr && *v != '\0') return v;
-  }
-  return "/tmp";
-}
-
-absl::Status ErrnoStatus(const std::string& what) {
-  return absl::InternalError(absl::StrCat(what, ": ", strerror(errno)));
-}
 
 std::string ReadFileFrom(const std::string& path, size_t offset) {
   std::ifstream in(path, std::ios::binary);
@@ -83,8 +72,8 @@ absl::StatusOr<std::string> ResolveRunfile(const std::string& path) {
 }
 
 absl::StatusOr<std::string> MakeTempDir(const std::string& prefix) {
-  std::string templ = absl::StrCat(TempRoot(), "/", prefix, "XXXXXX");
-  if (mkdtemp(templ.data()) == nullptr) return ErrnoStatus("mkdtemp " + templ);
+  std::string templ = absl::StrCat(TestTempRoot(), "/", prefix, "XXXXXX");
+  if (mkdtemp(templ.data()) == nullptr) return ErrnoError("mkdtemp " + templ);
   return templ;
 }
 
@@ -187,7 +176,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     options.data_dir = *dir;
     owns_dir = true;
   } else if (mkdir(options.data_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return ErrnoStatus("mkdir " + options.data_dir);
+    return ErrnoError("mkdir " + options.data_dir);
   }
   std::string log_path = absl::StrCat(options.data_dir, ".log");
   std::unique_ptr<ServerProcess> p(
@@ -249,33 +238,10 @@ absl::Status ServerProcess::Spawn() {
       options_.binary, "--listen=127.0.0.1:0",
       absl::StrCat("--data-dir=", options_.data_dir)};
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
   const std::string banner = absl::StrCat("=== start ", starts_, " ===\n");
-
-  const int log_fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return ErrnoStatus("open " + log_path_);
-  (void)!write(log_fd, banner.data(), banner.size());
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(log_fd);
-    return ErrnoStatus("fork");
-  }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec. Die with the test.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    const int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(log_fd);
-  pid_ = pid;
+  absl::StatusOr<pid_t> pid = SpawnLogged(std::move(args), log_path_, banner);
+  if (!pid.ok()) return pid.status();
+  pid_ = *pid;
   port_ = 0;
   return absl::OkStatus();
 }
@@ -326,7 +292,7 @@ absl::StatusOr<int> ServerProcess::Reap(absl::Duration timeout) {
       port_ = 0;
       return status;
     }
-    if (r < 0 && errno != EINTR) return ErrnoStatus("waitpid");
+    if (r < 0 && errno != EINTR) return ErrnoError("waitpid");
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           "server pid ", pid_, " did not exit within ", absl::FormatDuration(timeout)));
@@ -337,7 +303,7 @@ absl::StatusOr<int> ServerProcess::Reap(absl::Duration timeout) {
 
 absl::Status ServerProcess::Kill(int signal) {
   if (!running()) return absl::FailedPreconditionError("server not running");
-  if (kill(pid_, signal) != 0) return ErrnoStatus("kill");
+  if (kill(pid_, signal) != 0) return ErrnoError("kill");
   // SIGKILL cannot be caught: the exit is immediate. Other signals get the
   // terminate timeout and then SIGKILL.
   auto status = Reap(signal == SIGKILL ? absl::Seconds(10) : kServerTerminateTimeout);
@@ -350,7 +316,7 @@ absl::Status ServerProcess::Kill(int signal) {
 
 absl::StatusOr<int> ServerProcess::Terminate(absl::Duration timeout) {
   if (!running()) return absl::FailedPreconditionError("server not running");
-  if (kill(pid_, SIGTERM) != 0) return ErrnoStatus("kill");
+  if (kill(pid_, SIGTERM) != 0) return ErrnoError("kill");
   auto status = Reap(timeout);
   if (!status.ok()) {
     kill(pid_, SIGKILL);

@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "server/store/etcd_client.h"
+#include "tests/common/spawn.h"
 
 namespace lockwarden::testing {
 namespace {
@@ -29,37 +30,6 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(50);
 constexpr absl::Duration kReapTimeout = absl::Seconds(10);
 // Deadline of each probe while waiting for health.
 constexpr absl::Duration kProbeTimeout = absl::Milliseconds(500);
-
-std::string TempRoot() {
-  for (const char* var : {"TEST_TMPDIR", "TMPDIR"}) {
-    const char* v = getenv(var);
-    if (v != nullptr && *v != '\0') return v;
-  }
-  return "/tmp";
-}
-
-absl::Status ErrnoStatus(const std::string& what) {
-  return absl::InternalError(absl::StrCat(what, ": ", strerror(errno)));
-}
-
-// A port the kernel considers free right now on 127.0.0.1.
-absl::StatusOr<int> ProbeFreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return ErrnoStatus("socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    absl::Status s = ErrnoStatus("bind/getsockname");
-    close(fd);
-    return s;
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string Url(int port) { return absl::StrCat("http://127.0.0.1:", port); }
 
@@ -90,8 +60,8 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(
     return absl::NotFoundError(absl::StrCat(
         options.etcd_binary, " not found (install etcd-server)"));
   }
-  std::string templ = absl::StrCat(TempRoot(), "/etcd-cluster-XXXXXX");
-  if (mkdtemp(templ.data()) == nullptr) return ErrnoStatus("mkdtemp");
+  std::string templ = absl::StrCat(TestTempRoot(), "/etcd-cluster-XXXXXX");
+  if (mkdtemp(templ.data()) == nullptr) return ErrnoError("mkdtemp");
   std::unique_ptr<EtcdCluster> cluster(new EtcdCluster(options, templ));
   absl::Status last;
   for (int attempt = 0; attempt < kEtcdStartAttempts; ++attempt) {
@@ -140,7 +110,7 @@ absl::Status EtcdCluster::AssignPorts() {
   for (Member& m : members_) {
     for (int* port : {&m.client_port, &m.peer_port}) {
       for (int tries = 0;; ++tries) {
-        absl::StatusOr<int> p = ProbeFreePort();
+        absl::StatusOr<int> p = ProbeFreeLoopbackPort();
         if (!p.ok()) return p.status();
         if (seen.count(*p) == 0 || tries >= 10) {
           *port = *p;
@@ -186,30 +156,9 @@ absl::Status EtcdCluster::Spawn(int i) {
       "--logger=zap",
       "--log-outputs=stderr",
   };
-  const int log_fd = open(m.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (log_fd < 0) return ErrnoStatus("open " + m.log_path);
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(log_fd);
-    return ErrnoStatus("fork");
-  }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    const int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(log_fd);
-  m.pid = pid;
+  absl::StatusOr<pid_t> pid = SpawnLogged(std::move(args), m.log_path);
+  if (!pid.ok()) return pid.status();
+  m.pid = *pid;
   return absl::OkStatus();
 }
 
@@ -235,7 +184,7 @@ absl::Status EtcdCluster::Kill(int i, int signal) {
   if (i < 0 || i >= size()) return absl::InvalidArgumentError("no such member");
   Member& m = members_[i];
   if (m.pid <= 0) return absl::FailedPreconditionError(m.name + " is not running");
-  if (::kill(m.pid, signal) != 0) return ErrnoStatus("kill");
+  if (::kill(m.pid, signal) != 0) return ErrnoError("kill");
   if (signal != SIGKILL && signal != SIGTERM) return absl::OkStatus();
   if (signal == SIGTERM) ::kill(m.pid, SIGCONT);  // A paused member must run to exit.
   const absl::Time deadline = absl::Now() + kReapTimeout;
