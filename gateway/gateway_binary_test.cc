@@ -1,16 +1,6 @@
 // The lockwarden-gateway binary as the conformance harness uses it: start
 // next to a real lockwarden-server, wait for the ready line, talk NLM and
 // portmap to it with libtirpc, stop it with SIGTERM.
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <rpc/pmap_prot.h>
-#include <rpc/rpc.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
