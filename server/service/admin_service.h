@@ -11,6 +11,7 @@
 //   admin_activity.cc   gateway/client activity, streams and drain flags,
 //                       fed by a server interceptor
 //   admin_snapshot.cc   ExportSnapshot (consistent, chunked, SHA-256)
+//   admin_import.cc     ImportSnapshot (verify all, then one atomic swap)
 //
 // Views read the core under CoreRunner::ReadNow (the core's mutex), one page
 // at a time, so a listing never stalls the lock service for O(table).
@@ -42,6 +43,9 @@ inline constexpr int32_t kMaxPageSize = 1000;
 inline constexpr size_t kWaitForEdgesMax = 10000;
 // Longest `reason` accepted on a mutation (it goes to the audit log).
 inline constexpr size_t kReasonBytesMax = 1024;
+// Most key and value bytes an ImportSnapshot holds in memory while it
+// verifies the stream.
+inline constexpr size_t kImportBytesMax = 256u << 20;
 
 // Leadership of this server, as replication sees it. The single-node server
 // has none (nullptr): it is always the leader and cannot step down.
@@ -154,6 +158,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   // ---- Snapshots (admin_snapshot.cc) ----
   grpc::ServerWriteReactor<v1::ExportSnapshotResponse>* ExportSnapshot(
       grpc::CallbackServerContext* ctx, const v1::ExportSnapshotRequest* request) override;
+  grpc::ServerReadReactor<v1::ImportSnapshotRequest>* ImportSnapshot(
+      grpc::CallbackServerContext* ctx, v1::ImportSnapshotResponse* response) override;
 
  private:
   // Authorisation + reason check + audit line for a mutation.
@@ -169,6 +175,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   GatewayActivity activity_;
   std::atomic<int> bound_port_{0};
   std::atomic<bool> export_running_{false};
+  std::atomic<bool> import_running_{false};
+  class ImportReactor;  // admin_import.cc
 };
 
 // Shared by the admin_*.cc files.

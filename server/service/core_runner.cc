@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -268,6 +269,67 @@ void CoreRunner::ReadDurable(
   // An empty delta completes after every delta queued before it: a barrier.
   absl::Status s = pipeline_->Enqueue(Delta(), done);
   if (!s.ok()) done(s);
+}
+
+void CoreRunner::ReplaceState(core::LockCore next, const store::StoreLimits& limits,
+                              std::function<void(absl::Status)> done) {
+  absl::StatusOr<store::CommitPipeline::Slot> slot = pipeline_->ReserveSlot();
+  if (!slot.ok()) {
+    done(slot.status());
+    return;
+  }
+  absl::Status refused;
+  std::vector<core::Event> events;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!broken_.ok()) {
+      refused = absl::UnavailableError(absl::StrCat("lock service is broken: ", broken_.message()));
+    } else if (stopping_) {
+      refused = absl::UnavailableError("lock service is shutting down");
+    } else {
+      const std::map<std::string, std::string> old_records = core_.Snapshot();
+      const std::map<std::string, std::string> new_records = next.Snapshot();
+      Delta delta;
+      for (const auto& [key, value] : old_records) {
+        if (!new_records.count(key)) delta.push_back(Mutation::Delete(key));
+      }
+      for (const auto& [key, value] : new_records) {
+        auto it = old_records.find(key);
+        if (it == old_records.end() || it->second != value) {
+          delta.push_back(Mutation::Put(key, value));
+        }
+      }
+      refused = store::ValidateBatch(delta, limits);
+      if (!refused.ok()) {
+        refused = absl::FailedPreconditionError(absl::StrCat(
+            "the new state does not fit one atomic store commit (", delta.size(),
+            " mutations): ", refused.message()));
+      } else {
+        core_ = std::move(next);
+        const uint64_t apply_seq = ++applied_seq_;
+        next_deadline_ms_ = std::min(next_deadline_ms_, core_.NextDeadlineMs());
+        tick_cv_.Signal();
+        for (const core::GatewayInfo& g : core_.ListGateways()) {
+          std::vector<core::Event> pending = core_.PendingEvents(g.name, 0, 1);
+          events.insert(events.end(), pending.begin(), pending.end());
+        }
+        const uint64_t next_sequence = core_.Counters().next_event_sequence;
+        refused = pipeline_->Enqueue(
+            *std::move(slot), std::move(delta),
+            [this, apply_seq, next_sequence, events, done](absl::Status s) {
+              if (s.ok()) {
+                absl::MutexLock lock(&mu_);
+                // Every event of the new state is durable now.
+                durable_event_seq_ = std::max(durable_event_seq_, next_sequence);
+              }
+              OnCommitted(apply_seq, s, events);  // Wakes the streams.
+              done(s);
+            });
+        if (!refused.ok()) broken_ = refused;  // The core is ahead of the store.
+      }
+    }
+  }
+  if (!refused.ok()) done(refused);
 }
 
 absl::Status CoreRunner::ReadNow(

@@ -46,6 +46,7 @@
 #include "common/clock.h"
 #include "server/core/lock_core.h"
 #include "server/store/commit_pipeline.h"
+#include "server/store/state_store.h"
 
 namespace lockwarden::service {
 
@@ -111,6 +112,16 @@ class CoreRunner {
   // have observed is durable.
   void ReadDurable(absl::FunctionRef<void(const core::LockCore&, int64_t now_ms)> read,
                    std::function<void(absl::Status)> done);
+
+  // Replaces the whole state with `next` (AdminService.ImportSnapshot): the
+  // delta that turns the current records into next's (deletes + puts) is
+  // queued behind everything already applied, as ONE durable commit, and
+  // `next` becomes the core at once, so later commands apply to it. `done`
+  // runs once that commit is durable (a failed commit breaks the runner as
+  // any other). FAILED_PRECONDITION, changing nothing, when the delta does
+  // not fit one store batch under `limits` (it must be atomic).
+  void ReplaceState(core::LockCore next, const store::StoreLimits& limits,
+                    std::function<void(absl::Status)> done);
 
   // Runs `read` on the core now, without waiting for durability (admin views).
   absl::Status ReadNow(
