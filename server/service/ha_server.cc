@@ -154,6 +154,13 @@ std::string HaLockServer::CachedLeaderAddress() const {
   }
   absl::StatusOr<std::string> address = election_->LeaderAddress();
   absl::MutexLock lock(&mu_);
+  if (address.ok() && *address == options_.advertise_address && !is_leader_) {
+    // Our own key, but we do not serve: just resigned (the key goes a
+    // moment later) or not serving yet. Never redirect a client to
+    // ourselves; "no leader yet" makes it retry, and nothing is cached.
+    leader_address_at_ = absl::InfinitePast();
+    return "";
+  }
   leader_address_ = address.ok() ? *address : "";
   leader_address_at_ = absl::Now();
   return leader_address_;
@@ -201,6 +208,7 @@ absl::StatusOr<std::string> HaLockServer::StepDown(const std::string& reason) {
 }
 
 absl::Status HaLockServer::StartStandby() {
+  if (standby_ != nullptr) return absl::OkStatus();
   grpc::EnableDefaultHealthCheckService(true);
   // gRPC binds a callback generic service to one server for good: every
   // standby period gets its own.
@@ -348,10 +356,12 @@ void HaLockServer::Loop() {
         break;
       case Transition::kLost:
         if (leader_ != nullptr) {
-          StepDownLocal("leadership lost");
+          // The standby listener opens before the leader's server closes
+          // (SO_REUSEPORT), so clients get a redirect, never a refusal.
           if (absl::Status s = StartStandby(); !s.ok()) {
             LogEvent(LogLevel::kError, "standby_restart_failed", {{"error", s}});
           }
+          StepDownLocal("leadership lost");
           MaintainReplica();  // Warm again for the next takeover.
         }
         break;

@@ -15,6 +15,10 @@
 //                             takes over; SIGCONT: the old leader's write is
 //                             refused (fencing) and it steps down
 //   KillNineEtcdLeader        kill -9 of the etcd raft leader under load
+//   PartitionFromEtcd         the leader's etcd connections reset and
+//                             refused (a TCP proxy per server and member):
+//                             its lease runs out, a standby leads, the old
+//                             leader steps down; healed, it is a standby
 //
 // Seeded: --seed=N or LW_SEED=N (traffic and kill moments; timing still
 // varies between runs).
@@ -83,6 +87,7 @@ class DrillTest : public ::testing::Test {
     HaClusterOptions options;
     options.extra_args = {absl::StrCat("--grant-timeout-ms=", kGrantTimeoutMs),
                           absl::StrCat("--lease-ttl-ms=", kLeaseTtlMs)};
+    options.proxy_etcd = proxy_etcd_;
     auto cluster = HaCluster::Start(options);
     ASSERT_THAT(cluster, testing::IsOk());
     cluster_ = *std::move(cluster);
@@ -136,6 +141,7 @@ class DrillTest : public ::testing::Test {
     s0_ = *std::move(recovered);
   }
 
+  bool proxy_etcd_ = false;
   uint64_t seed_ = 0;
   std::mt19937_64 rng_{0};
   std::unique_ptr<HaCluster> cluster_;
@@ -256,6 +262,48 @@ TEST_F(DrillTest, KillNineEtcdLeaderUnderLoad) {
   std::printf("etcd leader kill: lockwarden leader %s\n",
               *after == *leader ? "kept its lease" : "changed");
   CheckAfter("etcd-leader-kill", history, *after);
+}
+
+class PartitionDrillTest : public DrillTest {
+ protected:
+  PartitionDrillTest() { proxy_etcd_ = true; }
+};
+
+TEST_F(PartitionDrillTest, LeaderCutOffFromEtcdIsReplacedAndStepsDown) {
+  rng_.seed(seed_);
+  absl::StatusOr<int> old = cluster_->WaitForLeader(testing::kLeaderWaitMax);
+  ASSERT_THAT(old, testing::IsOk());
+  auto traffic = StartTraffic(*old, seed_);
+  absl::SleepFor(absl::Milliseconds(300));
+  cluster_->CutFromEtcd(*old);
+  const absl::Time cut = absl::Now();
+  // The old leader is alive (the standbys' probes see it), so only its
+  // lease ends its term: at most the TTL on etcd, and locally.
+  absl::StatusOr<int> next = cluster_->WaitForLeader(testing::kLeaderWaitMax, *old);
+  ASSERT_THAT(next, testing::IsOk());
+  std::printf("partition: a standby leads %.0f ms after the cut\n",
+              absl::ToDoubleMilliseconds(absl::Now() - cut));
+  traffic->Stop();
+  History history = traffic->TakeHistory();
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while (absl::Now() < deadline && cluster_->Serving(*old)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_FALSE(cluster_->Serving(*old)) << "the cut-off leader still serves";
+  std::printf("partition: the old leader stopped serving %.0f ms after the cut\n",
+              absl::ToDoubleMilliseconds(absl::Now() - cut));
+  // Writes through the new leader while the old one is still cut off.
+  auto during = StartTraffic(*next, seed_ + 1);
+  absl::SleepFor(absl::Milliseconds(400));
+  during->Stop();
+  for (Op& op : during->TakeHistory()) history.push_back(std::move(op));
+  ASSERT_THAT(cluster_->HealToEtcd(*old), testing::IsOk());
+  absl::SleepFor(absl::Seconds(2));  // It rejoins as a standby.
+  EXPECT_FALSE(cluster_->Serving(*old));
+  absl::StatusOr<int> leader = cluster_->WaitForLeader(testing::kLeaderWaitMax);
+  ASSERT_THAT(leader, testing::IsOk());
+  EXPECT_EQ(*leader, *next);
+  CheckAfter("partition", history, *leader);
 }
 
 }  // namespace

@@ -207,11 +207,19 @@ class FailoverDrillTest(unittest.TestCase):
         # The old leader is a live standby again: it redirects, and a
         # step-down sent to it alone is refused (it does not lead).
         self.assertIsNone(self.cluster.procs[leader].poll())
-        r = subprocess.run(
-            [self.cluster.ctl_bin,
-             '--server=127.0.0.1:%d' % self.cluster.ports[leader],
-             '--timeout=3s', 'status', '--output', 'json'],
-            capture_output=True, text=True, timeout=30)
+        # Right after resigning it may briefly answer "no leader yet"
+        # (UNAVAILABLE, retry) while its own key is still the first in etcd.
+        deadline = time.monotonic() + 3
+        while True:
+            r = subprocess.run(
+                [self.cluster.ctl_bin,
+                 '--server=127.0.0.1:%d' % self.cluster.ports[leader],
+                 '--timeout=3s', 'status', '--output', 'json'],
+                capture_output=True, text=True, timeout=30)
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            self.assertIn('UNAVAILABLE', r.stderr)
+            time.sleep(0.1)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)['leader_address'],
                          '127.0.0.1:%d' % self.cluster.ports[new_leader])

@@ -14,35 +14,17 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/store/etcd_store.h"
 #include "tests/common/server_process.h"
+#include "tests/common/spawn.h"
 
 namespace lockwarden::testing {
 namespace {
-
-absl::Status Errno(const std::string& what) {
-  return absl::InternalError(absl::StrCat(what, ": ", strerror(errno)));
-}
-
-absl::StatusOr<int> FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return Errno("socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    absl::Status s = Errno("bind");
-    close(fd);
-    return s;
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // Reaps `pid`, waiting at most `timeout`; SIGKILLs it if it is still there.
 void Reap(pid_t pid, absl::Duration timeout) {
@@ -70,10 +52,23 @@ absl::StatusOr<std::unique_ptr<HaCluster>> HaCluster::Start(HaClusterOptions opt
   c->etcd_ = *std::move(etcd);
   c->servers_.resize(c->options_.servers);
   for (int i = 0; i < c->size(); ++i) {
-    absl::StatusOr<int> port = FreePort();
+    absl::StatusOr<int> port = ProbeFreeLoopbackPort();
     if (!port.ok()) return port.status();
     c->servers_[i].port = *port;
     c->servers_[i].log = absl::StrCat(*dir, "/s", i, ".log");
+    if (c->options_.proxy_etcd) {
+      for (const std::string& endpoint : c->etcd_->ClientEndpoints()) {
+        int member_port = 0;
+        const size_t colon = endpoint.rfind(':');
+        if (colon == std::string::npos ||
+            !absl::SimpleAtoi(endpoint.substr(colon + 1), &member_port)) {
+          return absl::InternalError(absl::StrCat("bad etcd endpoint ", endpoint));
+        }
+        auto proxy = TcpProxy::Start(member_port);
+        if (!proxy.ok()) return proxy.status();
+        c->servers_[i].etcd_proxies.push_back(*std::move(proxy));
+      }
+    }
     if (absl::Status s = c->StartServer(i); !s.ok()) return s;
   }
   if (absl::StatusOr<int> l = c->WaitForLeader(kLeaderWaitMax); !l.ok()) return l.status();
@@ -90,6 +85,26 @@ HaCluster::~HaCluster() {
   etcd_.reset();
   // Logs are kept on failure by the caller copying them; the dir goes.
   RemoveTree(dir_);
+}
+
+std::string HaCluster::EtcdEndpointsOf(int i) const {
+  if (servers_[i].etcd_proxies.empty()) return etcd_->EndpointsFlag();
+  std::vector<std::string> urls;
+  for (const auto& p : servers_[i].etcd_proxies) {
+    urls.push_back(absl::StrCat("http://127.0.0.1:", p->port()));
+  }
+  return absl::StrJoin(urls, ",");
+}
+
+void HaCluster::CutFromEtcd(int i) {
+  for (auto& p : servers_[i].etcd_proxies) p->Cut();
+}
+
+absl::Status HaCluster::HealToEtcd(int i) {
+  for (auto& p : servers_[i].etcd_proxies) {
+    if (absl::Status s = p->Heal(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 std::string HaCluster::address(int i) const {
@@ -110,39 +125,21 @@ absl::Status HaCluster::StartServer(int i) {
   std::vector<std::string> args = {
       binary_,
       "--store=etcd",
-      absl::StrCat("--etcd-endpoints=", etcd_->EndpointsFlag()),
+      absl::StrCat("--etcd-endpoints=", EtcdEndpointsOf(i)),
       absl::StrCat("--listen=", address(i)),
       absl::StrCat("--server-id=s", i),
   };
   for (const std::string& a : options_.extra_args) args.push_back(a);
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const int log_fd = open(s.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return Errno("open " + s.log);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(log_fd);
-    return Errno("fork");
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(log_fd);
-  s.pid = pid;
+  absl::StatusOr<pid_t> pid = SpawnLogged(std::move(args), s.log);
+  if (!pid.ok()) return pid.status();
+  s.pid = *pid;
   return absl::OkStatus();
 }
 
 absl::Status HaCluster::Signal(int i, int signal) {
   Server& s = servers_[i];
   if (s.pid <= 0) return absl::FailedPreconditionError("server not running");
-  if (kill(s.pid, signal) != 0) return Errno("kill");
+  if (kill(s.pid, signal) != 0) return ErrnoError("kill");
   if (signal == SIGKILL || signal == SIGTERM) {
     Reap(s.pid, absl::Seconds(15));
     s.pid = -1;

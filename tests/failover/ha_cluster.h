@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "tests/etcd/etcd_cluster.h"
+#include "tests/failover/tcp_proxy.h"
 
 namespace lockwarden::testing {
 
@@ -37,6 +38,9 @@ struct HaClusterOptions {
   int servers = 3;
   int etcd_members = 3;
   std::vector<std::string> extra_args;  // e.g. --lease-ttl-ms=2000.
+  // Each server reaches each etcd member through its own TcpProxy, so a
+  // test can cut one server off from etcd (CutFromEtcd) and heal it.
+  bool proxy_etcd = false;
 };
 
 class HaCluster {
@@ -53,6 +57,10 @@ class HaCluster {
   // Sends `signal`; SIGKILL/SIGTERM also reap the process.
   absl::Status Signal(int i, int signal);
   bool running(int i) const { return servers_[i].pid > 0; }
+  // proxy_etcd only: resets server i's etcd connections and refuses new
+  // ones (a partition between it and etcd), then lets them through again.
+  void CutFromEtcd(int i);
+  absl::Status HealToEtcd(int i);
 
   // The index of the leader (health SERVING), waiting up to `timeout`;
   // `not_index` excluded (the one just failed).
@@ -72,9 +80,12 @@ class HaCluster {
     int port = 0;
     pid_t pid = -1;
     std::string log;
+    std::vector<std::unique_ptr<TcpProxy>> etcd_proxies;  // proxy_etcd only.
   };
   HaCluster(HaClusterOptions options, std::string binary, std::string dir)
       : options_(std::move(options)), binary_(std::move(binary)), dir_(std::move(dir)) {}
+
+  std::string EtcdEndpointsOf(int i) const;
 
   const HaClusterOptions options_;
   const std::string binary_;
