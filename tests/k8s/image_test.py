@@ -16,8 +16,9 @@ rpcinfo lists NLM and NSM, the gRPC health check answers SERVING (from this
 machine's lockwardenctl and from the one in the image), and an NLM LOCK
 through the image's gateway is granted.
 
-With all three images built (scripts/build-image --all), the single-node
-overlay's pods run from them: each container's command, args, env, volume
+With all three images built (scripts/build-image --all), the base's etcd
+members and a lockwarden-server on them, and the single-node overlay's
+pods, run from the images: each container's command, args, env, volume
 mounts and securityContext (user, read-only root, capabilities, no_new_privs)
 are translated from the rendered manifests into `podman run` options, the
 way a kubelet would run them; an NFS client mounts the Ganesha export and
@@ -249,6 +250,64 @@ class ImageTest(unittest.TestCase):
                 for proc in started:
                     proc.stop()
 
+    def test_ha_etcd_and_server_pods_from_images(self):
+        for n in ('lockwarden', 'lockwarden-etcd'):
+            image = '%s/%s:%s' % (REGISTRY, n, self.version)
+            if podman('image', 'exists', image, check=False).returncode:
+                self.skipTest('%s not built (scripts/build-image --all)' %
+                              image)
+        objs = k.render('base')
+        config = k.find(objs, 'ConfigMap', 'lockwarden-config')['data']
+        etcd_sts = k.find(objs, 'StatefulSet', 'etcd')
+        server_sts = k.find(objs, 'StatefulSet', 'lockwarden-server')
+        suffix = '.lockwarden.svc.%s' % config['cluster-domain']
+        members = ['etcd-%d' % i for i in range(etcd_sts['spec']['replicas'])]
+        with netns.Topology(members + ['server', 'client']) as topo:
+            fqdn = {m: '%s.etcd%s' % (m, suffix) for m in members}
+            fqdn['server'] = 'lockwarden-server-0.lockwarden-server-peers' + \
+                suffix
+            hosts = ['--add-host=%s:%s' % (name, topo[h].ipv4)
+                     for h, name in fqdn.items()]
+            names, started = [], []
+            t0 = time.monotonic()
+            try:
+                for m in members:
+                    argv = self.kubelet_argv(objs, etcd_sts, 'etcd', m,
+                                             topo[m], names, hosts)
+                    self.spawn(topo[m], argv, m, started)
+                argv = self.kubelet_argv(objs, server_sts, 'lockwarden-server',
+                                         'lockwarden-server-0', topo['server'],
+                                         names, hosts)
+                server = self.spawn(topo['server'], argv, 'server', started)
+                ctl = peers.runfile('cli/lockwardenctl')
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while True:
+                    res = topo['client'].run([
+                        ctl, '--server=%s:7420' % topo['server'].ipv4,
+                        '--timeout=2s', 'health',
+                        '--service=lockwarden.v1.LockService'], check=False)
+                    if res.returncode == 0:
+                        break
+                    if time.monotonic() > deadline or not server.alive():
+                        self.fail('the server from the image never led: %s'
+                                  '\n%s' % (res.stdout + res.stderr,
+                                            server.log_text()[-3000:]))
+                    time.sleep(0.5)
+                sys.stderr.write('etcd x%d + lockwarden-server (--store=etcd) '
+                                 'from the images: leader SERVING after '
+                                 '%.1fs\n' % (len(members),
+                                               time.monotonic() - t0))
+                res = topo['client'].run([
+                    ctl, '--server=%s:7420' % topo['server'].ipv4,
+                    '--output=json', 'status'])
+                self.assertIn('lockwarden-server-0', res.stdout)
+            finally:
+                for name in names:
+                    self.podman_in(topo['client'],
+                                   ['rm', '--force', '--time=5', name])
+                for proc in started:
+                    proc.stop()
+
     def kubelet_argv(self, objs, workload, container, pod_name, host, names,
                      extra=()):
         """`podman run` for one container of a rendered workload, the way a
@@ -276,7 +335,7 @@ class ImageTest(unittest.TestCase):
                                         r['name'])['data'][r['key']]
         words = [k.expand(w, env) for w in c.get('command', []) +
                  c.get('args', [])]
-        name = 'lwt-image-%d-%s' % (os.getpid(), container)
+        name = 'lwt-image-%d-%s-%s' % (os.getpid(), pod_name, container)
         names.append(name)
         argv = ['run', '--rm', '--name', name, '--network=host',
                 '--hostname', pod_name] + ulimit_args() + list(extra)
