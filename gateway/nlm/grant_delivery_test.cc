@@ -90,6 +90,9 @@ TEST(GrantDeliveryTest, SilentClientIsRetriedThenUndeliverable) {
   absl::SleepFor(absl::Seconds(1));
   EXPECT_EQ(CountClientEvents(env, NLMPROC4_GRANTED_MSG), sent);
   EXPECT_EQ(env.grants().stats().in_flight, 0u);
+  // One event: every attempt after the first is a retry.
+  EXPECT_EQ(env.grants().stats().retries, env.grants().stats().attempts - 1);
+  EXPECT_GE(env.grants().stats().retries, 2u);
   clnt_destroy(c);
 }
 

@@ -133,6 +133,9 @@ TEST_F(NsmServiceTest, SimuCrashBumpsByTwoAndNotifiesTheMonitoredHost) {
   NotificationDeliverer* deliverer = nsm_->deliverer_for_testing();
   EXPECT_TRUE(Eventually([&] { return deliverer->stats().delivered == 1; }));
   EXPECT_TRUE(Eventually([&] { return deliverer->tracked() == 0; }));
+  // An SM_NOTIFY, not a status callback (the metrics tell them apart).
+  EXPECT_EQ(nsm_->stats().deliveries.notify_delivered, 1u);
+  EXPECT_GE(nsm_->stats().stream.connects, 2u);  // reconnected once
   StopNsm();  // acked: the server has nothing left to send
   EXPECT_FALSE(FirstPendingNotification(absl::Seconds(1)).has_value());
 }
@@ -163,6 +166,8 @@ TEST_F(NsmServiceTest, DeliveryGivesUpAtTheEndOfTheSchedule) {
   NotificationDeliverer* deliverer = nsm_->deliverer_for_testing();
   ASSERT_TRUE(Eventually([&] { return deliverer->stats().gave_up == 1; }));
   EXPECT_EQ(deliverer->stats().failed_attempts, 3u);
+  EXPECT_EQ(deliverer->stats().notify_gave_up, 1u);
+  EXPECT_EQ(deliverer->stats().notify_failed_attempts, 3u);
   EXPECT_TRUE(Eventually([&] { return deliverer->tracked() == 0; }));
   StopNsm();
   EXPECT_FALSE(FirstPendingNotification(absl::Seconds(1)).has_value());
