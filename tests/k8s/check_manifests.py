@@ -1,6 +1,6 @@
 """Checks the rendered deploy/k8s manifests for what breaks in production.
 
-  python3 -m tests.k8s.check_manifests            # every overlay; exit 1 on problems
+  python3 -m tests.k8s.check_manifests   # every overlay; exit 1 on problems
   problems = check(objs, version)                  # from a test
 
 Each rule returns sentences naming the object and what is wrong; `check()`
@@ -35,8 +35,9 @@ runs them all. The rules, and why:
                 same members.
   lockwarden    readiness is the leadership-aware grpc.health.v1 check of
                 lockwarden.v1.LockService (native gRPC probe, or exec
-                `lockwardenctl health --service=...` with TLS), so (standbys never being Ready)
-                pods start in parallel and update OnDelete; gateways list
+                `lockwardenctl health --service=...` with TLS), so
+                (standbys never being Ready) pods start in parallel and
+                update OnDelete; gateways list
                 every server
                 instance; PDBs: etcd maxUnavailable 1, every multi-replica
                 workload has one; anti-affinity spreads etcd and servers.
@@ -539,7 +540,8 @@ def check_images(objs, version):
             last = image.rsplit('/', 1)[-1]
             name, _, tag = last.partition(':')
             if not tag:
-                out.append('%s: image %r has no tag or digest' % (where, image))
+                out.append('%s: image %r has no tag or digest' %
+                           (where, image))
             elif tag == 'latest' or not _VERSION_TAG_RE.match(tag):
                 out.append('%s: image %r is not pinned to a version' %
                            (where, image))

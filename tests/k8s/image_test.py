@@ -128,7 +128,8 @@ class ImageTest(unittest.TestCase):
                     node, names, started, 'server', ['-v', '%s:/var/lib/'
                                                   'lockwarden' % data],
                     '/usr/bin/lockwarden-server',
-                    ['--listen=0.0.0.0:7420', '--data-dir=/var/lib/lockwarden'])
+                    ['--listen=0.0.0.0:7420',
+                     '--data-dir=/var/lib/lockwarden'])
                 server.wait_for_port(7420, 'tcp', START_TIMEOUT_S)
                 gateway = self.run_container(
                     node, names, started, 'gateway', [],

@@ -4,7 +4,6 @@ kustomize`, yamllint is clean, and check_manifests finds no problem.
   bazel test //tests/k8s:manifests_test
 """
 
-import os
 import subprocess
 import unittest
 

@@ -9,12 +9,13 @@ accept, a port that does not match, a DNS name nobody serves or a probe that
 cannot pass fails here.
 
 The same for overlays/tls (TLS on the gRPC port, exec probes through
-lockwardenctl, a throwaway PKI). Then, through each topology: the client mounts the export (MOUNT + NFS from
-NFS-Ganesha) and takes an NLM lock through the gateway sidecar; the
-lock-service leader is killed (SIGKILL); a standby takes over and the lock
-is still held: another owner is denied and sees the holder.
+lockwardenctl, a throwaway PKI). Then, through each topology: the client
+mounts the export (MOUNT + NFS from NFS-Ganesha) and takes an NLM lock
+through the gateway sidecar; the lock-service leader is killed (SIGKILL); a
+standby takes over and the lock is still held: another owner is denied and
+sees the holder.
 
-  bazel test //tests/k8s:manifests_vs_binaries_test     # ~30 s
+  bazel test //tests/k8s:manifests_vs_binaries_test     # ~20 s
 """
 
 import sys

@@ -261,7 +261,8 @@ class PodCluster:
     def _rewrite_config_volumes(self, pod, c):
         """Mount paths inside the ConfigMap files this container mounts
         (e.g. Path = /export in ganesha.conf)."""
-        volumes = {v['name']: v for v in pod.template.spec.get('volumes') or []}
+        volumes = {v['name']: v
+                   for v in pod.template.spec.get('volumes') or []}
         for m in c.get('volumeMounts') or []:
             if 'configMap' not in volumes.get(m['name'], {}):
                 continue
