@@ -106,8 +106,44 @@ expect_exit 0 "gateway reset" -- ctl gateway reset --gateway-id=lockwardenctl \
 expect_exit 0 "grace" -- ctl grace status --output=json
 [ "$(json_get 'd["gateways"][0].get("in_grace")')" = "True" ] || fail "not in grace: $OUT"
 
+expect_exit 0 "grace end" -- ctl grace end --gateway-id=lockwardenctl --reason="e2e" --output=json
+# Nothing in grace and no ledger left: the listing of all identities is empty.
+expect_exit 0 "grace after end" -- ctl grace status --output=json
+[ "$(json_get 'len(d["gateways"])')" = "0" ] || fail "still in grace: $OUT"
+expect_exit 2 "grace end again" -- ctl grace end --gateway-id=lockwardenctl --reason="e2e"
+grep -q "FAILED_PRECONDITION" "$WORK/stderr" || fail "second grace end: $(cat "$WORK/stderr")"
+
+expect_exit 0 "erin locks" -- ctl lock --fh=0a05 --client=erin --svid=5 --oh=e5
+expect_exit 0 "gateway drain" -- ctl gateway drain --gateway-id=lockwardenctl --reason="e2e" \
+  --output=json
+[ "$(json_get 'd.get("draining")')" = "True" ] || fail "drain: $OUT"
+expect_exit 0 "gateways drained" -- ctl gateways list --output=json
+[ "$(json_get '[g.get("draining") for g in d["gateways"] if g["gateway_id"]=="lockwardenctl"]')" = "[True]" ] ||
+  fail "not listed as draining: $OUT"
+# A blocking LOCK behind erin's is answered at once (DENIED, exit 1), not queued.
+expect_exit 1 "blocked lock while drained" -- ctl lock --fh=0a05 --client=frank --svid=6 \
+  --oh=f6 --wait --wait-timeout=5s
+expect_exit 0 "no waiters" -- ctl waiters list --output=json
+[ "$(json_get 'len(d["waiters"])')" = "0" ] || fail "a waiter queued while drained: $OUT"
+expect_exit 0 "gateway undrain" -- ctl gateway drain --undrain --gateway-id=lockwardenctl \
+  --reason="e2e"
+
 expect_exit 0 "snapshot export" -- ctl snapshot export --file="$WORK/lw.snap" --reason=e2e
 [ -s "$WORK/lw.snap" ] || fail "no snapshot file"
+expect_exit 0 "locks before import" -- ctl locks list --output=json
+LOCKS_BEFORE="$(json_get 'sorted(l["fencing_token"] for l in d["locks"])')"
+
+stop_server
+# Import into a fresh store: the same locks, same fencing tokens.
+start_server "$WORK/data-imported"
+expect_exit 0 "snapshot import" -- ctl snapshot import --file="$WORK/lw.snap" --state-is-current \
+  --reason="e2e restore" --output=json
+expect_exit 0 "locks after import" -- ctl locks list --output=json
+[ "$(json_get 'sorted(l["fencing_token"] for l in d["locks"])')" = "$LOCKS_BEFORE" ] ||
+  fail "imported locks differ: $OUT (before $LOCKS_BEFORE)"
+expect_exit 2 "import into a non-empty store" -- ctl snapshot import --file="$WORK/lw.snap" \
+  --reason="e2e again"
+grep -q "force" "$WORK/stderr" || fail "refusal unclear: $(cat "$WORK/stderr")"
 
 stop_server
 echo "e2e-token-value" >"$WORK/token"
