@@ -25,22 +25,10 @@ runs them all. The rules, and why:
                 net.ipv4.ip_unprivileged_port_start (capabilities do not
                 reach a non-root process under no_new_privs).
   references    ConfigMap and Secret keys, volumes, PVCs and $(VAR)s in
-                args exist
-                (the kubelet leaves an unknown $(VAR) as literal text).
-  etcd          --initial-cluster lists exactly `replicas` members named
-                <statefulset>-<i>, each at <name>.<headless service>...:
-                <peer port>; the advertise URLs agree; the Service is
-                headless and publishes not-ready addresses; members start
-                in parallel; lockwarden-server's --etcd-endpoints name the
-                same members.
-  lockwarden    readiness is the leadership-aware grpc.health.v1 check of
-                lockwarden.v1.LockService (native gRPC probe, or exec
-                `lockwardenctl health --service=...` with TLS), so
-                (standbys never being Ready) pods start in parallel and
-                update OnDelete; gateways list
-                every server
-                instance; PDBs: etcd maxUnavailable 1, every multi-replica
-                workload has one; anti-affinity spreads etcd and servers.
+                args exist (the kubelet leaves an unknown $(VAR) as
+                literal text).
+  etcd, lockwarden, NFS ports
+                see check_app.py.
   images        pinned: an explicit version tag (never "latest") or a
                 sha256 digest; images from scripts/build-image carry the
                 tag deploy/VERSION.
@@ -51,6 +39,7 @@ Thread-safety: none needed; pure functions over parsed objects.
 import re
 import sys
 
+from tests.k8s import check_app
 from tests.k8s import k8s_objects as k
 
 # Containers that must run as root, and why: an NFS server acts on files
@@ -63,37 +52,15 @@ ALLOWED_CAPABILITIES = {
 }
 # Images scripts/build-image makes; they carry deploy/VERSION as tag.
 OWN_IMAGES = ('lockwarden', 'lockwarden-etcd', 'lockwarden-nfs-ganesha')
-LEADER_HEALTH_SERVICE = 'lockwarden.v1.LockService'
 UNPRIVILEGED_PORT_SYSCTL = 'net.ipv4.ip_unprivileged_port_start'
 _VERSION_TAG_RE = re.compile(r'^v?\d+\.\d+(\.\d+)?([-+._][0-9A-Za-z.+-]+)?$')
 _DIGEST_RE = re.compile(r'@sha256:[0-9a-f]{64}$')
 
 
-def _name(obj):
-    return '%s/%s' % (obj.get('kind'), obj.get('metadata', {}).get('name'))
-
-
-def _pod_name(pod):
-    return _name(pod.workload)
-
-
-def _args(c):
-    return list(c.get('command') or []) + list(c.get('args') or [])
-
-
-def _flag(c, flag):
-    """Value of --flag=VALUE in a container's command+args, or None."""
-    for a in _args(c):
-        if a.startswith(flag + '='):
-            return a[len(flag) + 1:]
-    return None
-
-
-def _namespace_objs(objs, obj):
-    ns = obj.get('metadata', {}).get('namespace')
-    return [o for o in objs if o.get('metadata', {}).get('namespace') == ns
-            or o.get('kind') == 'Namespace']
-
+_name = k.obj_name
+_pod_name = k.pod_name
+# Used by check_manifests_negative_test.
+_flag = k.flag_value
 
 def _container_ports(pod):
     """(container, port dict) for every declared port of a pod."""
@@ -313,157 +280,12 @@ def check_references(objs):
                     out.append('%s: env %s: ConfigMap %s has no key %s' %
                                (cw, e['name'], ref.get('name'),
                                 ref.get('key')))
-            for a in _args(c):
+            for a in k.container_argv(c):
                 for var in k.var_refs(a):
                     if var not in defined:
                         out.append('%s: $(%s) in %r is not in its env (the '
                                    'kubelet would pass it literally)' %
                                    (cw, var, a))
-    return out
-
-
-def _etcd_pods(objs):
-    return [p for p in k.pod_templates(objs)
-            if p.workload.get('kind') == 'StatefulSet' and
-            any((_args(c) or [''])[0].endswith('/etcd') or
-                (_args(c) or [''])[0] == 'etcd' for c in p.containers)]
-
-
-def _member_host(sts, index, service):
-    return '%s-%d.%s.$(POD_NAMESPACE).svc.$(CLUSTER_DOMAIN)' % (sts, index,
-                                                                 service)
-
-
-def _headless_service(objs, name, pod):
-    svc = k.find(objs, 'Service', name)
-    out = []
-    if svc is None:
-        return ['%s: serviceName %s is not a Service' % (_pod_name(pod),
-                                                          name)]
-    if svc['spec'].get('clusterIP') != 'None':
-        out.append('%s: must be headless (clusterIP: None)' % _name(svc))
-    if svc['spec'].get('publishNotReadyAddresses') is not True:
-        out.append('%s: must set publishNotReadyAddresses: true (members '
-                   'resolve each other before they are ready)' % _name(svc))
-    if not k.selects(svc['spec'].get('selector') or {'_': '_'}, pod.labels):
-        out.append('%s: does not select the pods of %s' % (_name(svc),
-                                                            _pod_name(pod)))
-    return out
-
-
-def check_etcd(objs):
-    out = []
-    for pod in _etcd_pods(objs):
-        sts = pod.workload
-        name, spec = sts['metadata']['name'], sts['spec']
-        where = _name(sts)
-        replicas, service = spec.get('replicas', 1), spec.get('serviceName')
-        out += _headless_service(objs, service, pod)
-        if spec.get('podManagementPolicy') != 'Parallel':
-            out.append('%s: podManagementPolicy must be Parallel (members '
-                       'need each other to become ready)' % where)
-        c = pod.containers[0]
-        ports = {p.get('name'): p['containerPort'] for p in c.get('ports', [])}
-        peer, client = ports.get('peer', 2380), ports.get('client', 2379)
-        cluster = _flag(c, '--initial-cluster') or ''
-        members = []
-        for entry in filter(None, cluster.split(',')):
-            member, _, url = entry.partition('=')
-            members.append((member, url))
-        want = ['%s-%d' % (name, i) for i in range(replicas)]
-        if [m for m, _ in members] != want:
-            out.append('%s: --initial-cluster members %s != %s (replicas %d)'
-                       % (where, [m for m, _ in members], want, replicas))
-        for i, (member, url) in enumerate(members):
-            expect = 'http://%s:%d' % (_member_host(name, i, service), peer)
-            if url != expect:
-                out.append('%s: --initial-cluster %s=%s, expected %s' %
-                           (where, member, url, expect))
-        if _flag(c, '--name') != '$(POD_NAME)':
-            out.append('%s: --name must be $(POD_NAME)' % where)
-        own = 'http://$(POD_NAME).%s.$(POD_NAMESPACE).svc.$(CLUSTER_DOMAIN)' \
-            % service
-        for flag, port in (('--initial-advertise-peer-urls', peer),
-                           ('--advertise-client-urls', client)):
-            if _flag(c, flag) != '%s:%d' % (own, port):
-                out.append('%s: %s=%s, expected %s:%d' %
-                           (where, flag, _flag(c, flag), own, port))
-        out += _check_etcd_clients(objs, name, service, replicas, client)
-    return out
-
-
-def _check_etcd_clients(objs, sts, service, replicas, client_port):
-    out = []
-    want = ','.join('http://%s:%d' % (_member_host(sts, i, service),
-                                      client_port) for i in range(replicas))
-    for pod in k.pod_templates(objs):
-        for c in pod.containers:
-            eps = _flag(c, '--etcd-endpoints')
-            if eps is not None and eps != want:
-                out.append('%s container %s: --etcd-endpoints=%s, expected '
-                           '%s' % (_pod_name(pod), c['name'], eps, want))
-    return out
-
-
-def _server_pods(objs):
-    return [p for p in k.pod_templates(objs)
-            if any(_args(c)[:1] and _args(c)[0].endswith('lockwarden-server')
-                   for c in p.containers)]
-
-
-def check_lockwarden(objs, version):
-    out = []
-    servers = _server_pods(objs)
-    if len(servers) != 1:
-        return ['expected one lockwarden-server workload, found %d' %
-                len(servers)]
-    pod = servers[0]
-    sts = pod.workload
-    service = sts['spec'].get('serviceName')
-    replicas = sts['spec'].get('replicas', 1)
-    out += _headless_service(objs, service, pod)
-    c = [c for c in pod.containers
-         if _args(c)[0].endswith('lockwarden-server')][0]
-    probe = c.get('readinessProbe') or {}
-    exec_cmd = (probe.get('exec') or {}).get('command') or []
-    native = (probe.get('grpc') or {}).get('service') == LEADER_HEALTH_SERVICE
-    # The exec alternative (TLS, old clusters): lockwardenctl health.
-    via_ctl = (exec_cmd[:1] and exec_cmd[0].endswith('/lockwardenctl') and
-               'health' in exec_cmd and
-               '--service=' + LEADER_HEALTH_SERVICE in exec_cmd)
-    if not (native or via_ctl):
-        out.append('%s: readiness must be the grpc.health.v1 check of %s '
-                   '(leader only)' % (_pod_name(pod), LEADER_HEALTH_SERVICE))
-    # Only the leader is ever Ready: a RollingUpdate would wait forever for
-    # the first replaced standby, OrderedReady would never start the second.
-    if replicas > 1:
-        if (sts['spec'].get('updateStrategy') or {}).get('type') != 'OnDelete':
-            out.append('%s: updateStrategy must be OnDelete (standbys are '
-                       'never Ready)' % _pod_name(pod))
-        if sts['spec'].get('podManagementPolicy') != 'Parallel':
-            out.append('%s: podManagementPolicy must be Parallel (standbys '
-                       'are never Ready)' % _pod_name(pod))
-    if _flag(c, '--version-string') != version:
-        out.append('%s: --version-string=%s, deploy/VERSION is %s' %
-                   (_pod_name(pod), _flag(c, '--version-string'), version))
-    store = _flag(c, '--store')
-    if store == 'etcd':
-        adv = _flag(c, '--advertise-address') or ''
-        if not adv.startswith('$(POD_NAME).%s.' % service):
-            out.append('%s: --advertise-address=%s must be the pod name under '
-                       'the headless Service %s' % (_pod_name(pod), adv,
-                                                    service))
-    name = sts['metadata']['name']
-    want = ','.join('%s:7420' % _member_host(name, i, service)
-                    for i in range(replicas))
-    for gw in k.pod_templates(objs):
-        for g in gw.containers:
-            if _args(g)[:1] and _args(g)[0].endswith('lockwarden-gateway'):
-                if _flag(g, '--server') != want:
-                    out.append('%s container %s: --server=%s, expected every '
-                               'server instance: %s' %
-                               (_pod_name(gw), g['name'], _flag(g, '--server'),
-                                want))
     return out
 
 
@@ -475,7 +297,7 @@ def check_pdbs(objs):
                                pdb['metadata'].get('namespace'))
         if not pods:
             out.append('%s: selector selects no pod' % _name(pdb))
-    for pod in _etcd_pods(objs):
+    for pod in check_app.etcd_pods(objs):
         covering = [p for p in pdbs
                     if k.selects(p['spec'].get('selector'), pod.labels)]
         if not any(p['spec'].get('maxUnavailable') == 1 for p in covering):
@@ -492,7 +314,7 @@ def check_pdbs(objs):
 
 def check_anti_affinity(objs):
     out = []
-    for pod in _etcd_pods(objs) + _server_pods(objs):
+    for pod in check_app.etcd_pods(objs) + check_app.server_pods(objs):
         if pod.workload['spec'].get('replicas', 1) < 2:
             continue
         terms = (((pod.spec.get('affinity') or {}).get('podAntiAffinity')
@@ -551,9 +373,12 @@ def check_images(objs, version):
     return out
 
 
+# Config keys that set a listening port -> the container port names that
+# must carry the same number (TCP and UDP), per ConfigMap file.
 RULES = (check_workload_selectors, check_services, check_containers,
-         check_pods, check_references, check_etcd, check_pdbs,
-         check_anti_affinity, check_network_policies)
+         check_pods, check_references, check_pdbs, check_anti_affinity,
+         check_network_policies, check_app.check_etcd,
+         check_app.check_nfs_ports)
 
 
 def check(objs, version):
@@ -561,7 +386,7 @@ def check(objs, version):
     out = []
     for rule in RULES:
         out += rule(objs)
-    out += check_lockwarden(objs, version)
+    out += check_app.check_lockwarden(objs, version)
     out += check_images(objs, version)
     return out
 

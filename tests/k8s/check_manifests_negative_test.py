@@ -138,6 +138,22 @@ MUTATIONS = [
      lambda o: k.find(o, 'StatefulSet', 'lockwarden-server')['spec']
      .update({'updateStrategy': {'type': 'RollingUpdate'}}),
      'updateStrategy must be OnDelete'),
+    ('gateway.conf moves NLM off the published port',
+     lambda o: k.find(o, 'ConfigMap', 'lockwarden-config')['data'].update(
+         {'gateway.conf': k.find(o, 'ConfigMap', 'lockwarden-config')['data']
+          ['gateway.conf'].replace('nlm-port = 32803', 'nlm-port = 4045')}),
+     'nlm-port = 4045 but container port nlm-tcp'),
+    ('Ganesha NLM turned back on',
+     lambda o: k.find(o, 'ConfigMap', 'nfs-ganesha-config')['data'].update(
+         {'ganesha.conf': k.find(o, 'ConfigMap', 'nfs-ganesha-config')['data']
+          ['ganesha.conf'].replace('Enable_NLM = false',
+                                   'Enable_NLM = true')}),
+     'Enable_NLM = false'),
+    ('Service nfs loses UDP for NSM',
+     lambda o: k.find(o, 'Service', 'nfs')['spec'].update(
+         ports=[p for p in k.find(o, 'Service', 'nfs')['spec']['ports']
+                if p['name'] != 'nsm-udp']),
+     'Service/nfs: no port 662/UDP'),
     ('PDB selects nothing',
      lambda o: k.find(o, 'PodDisruptionBudget', 'etcd')['spec']['selector']
      ['matchLabels'].update({'app.kubernetes.io/name': 'etc'}),

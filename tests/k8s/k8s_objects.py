@@ -223,3 +223,26 @@ def expand(text, env):
     """The kubelet's $(VAR) expansion: defined names are replaced, others
     stay literally (as in Kubernetes); $$ escapes are not used here."""
     return _VAR_RE.sub(lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+def obj_name(obj):
+    """"Kind/name" of an object, for messages."""
+    return '%s/%s' % (obj.get('kind'), obj.get('metadata', {}).get('name'))
+
+
+def pod_name(pod):
+    """"Kind/name" of a PodTemplate's workload, for messages."""
+    return obj_name(pod.workload)
+
+
+def container_argv(c):
+    """A container's command followed by its args."""
+    return list(c.get('command') or []) + list(c.get('args') or [])
+
+
+def flag_value(c, flag):
+    """Value of --flag=VALUE in a container's command+args, or None."""
+    for a in container_argv(c):
+        if a.startswith(flag + '='):
+            return a[len(flag) + 1:]
+    return None
