@@ -156,7 +156,9 @@ absl::StatusOr<v1::GetServerStatusResponse> WaitForNewLeader(CommandEnv* env,
 }
 
 // `leader_seen`: trigger to a server reporting itself the new leader (polled
-// every 100 ms); `recovery`: trigger to the first successful probe.
+// every 100 ms; a dead address costs up to 1 s per round, so an upper
+// bound); `recovery`: trigger start to the first successful probe that
+// started after the trigger finished.
 int FailoverReport(CommandEnv* env, const StateSnapshot& before, const StateSnapshot& after,
                    const std::string& trigger, absl::Duration leader_seen,
                    absl::Duration recovery, const ProbeReport& probe,
@@ -206,7 +208,8 @@ int FailoverReport(CommandEnv* env, const StateSnapshot& before, const StateSnap
     kv.Add("new leader", absl::StrCat(after.status.server_id(), " ",
                                       after.status.leader_address(), " fencing token ",
                                       after.status.fencing_token()));
-    kv.Add("recovery", absl::StrCat(FormatSeconds(recovery), " (trigger to first good probe)"));
+    kv.Add("recovery",
+           absl::StrCat(FormatSeconds(recovery), " (trigger to first good probe after it)"));
     kv.Add("new leader seen",
            absl::StrCat(FormatSeconds(leader_seen), " (trigger to status poll)"));
     kv.Add("unavailability",
@@ -295,6 +298,10 @@ int RunFailoverDrill(CommandEnv* env, const FailoverFlags& flags) {
     prober.Stop();
     return env->Fail(fired);
   }
+  // Probes that started before the trigger finished (a kill command may do
+  // other things first; StepDown returns once it resigned) prove nothing
+  // about the new leader.
+  const absl::Time fired_at = absl::Now();
   Progress(env, "waiting for a new leader");
   std::string leader_address;
   absl::StatusOr<v1::GetServerStatusResponse> leader = WaitForNewLeader(
@@ -306,13 +313,13 @@ int RunFailoverDrill(CommandEnv* env, const FailoverFlags& flags) {
   }
   Progress(env, absl::StrCat("new leader ", leader->server_id(), " at ", leader_address,
                              " after ", FormatSeconds(leader_seen), "; waiting for the probe"));
-  while (!prober.SucceededAfter(triggered) && absl::Now() < triggered + *max_wait) {
+  while (!prober.SucceededAfter(fired_at) && absl::Now() < triggered + *max_wait) {
     absl::SleepFor(*interval);
   }
   prober.Stop();
   const ProbeReport probe = prober.Report();
-  const absl::Duration recovery = prober.FirstSuccessAfter(triggered) - triggered;
-  if (!prober.SucceededAfter(triggered)) {
+  const absl::Duration recovery = prober.FirstSuccessAfter(fired_at) - triggered;
+  if (!prober.SucceededAfter(fired_at)) {
     return env->Fail(absl::UnavailableError(absl::StrCat(
         "the probe did not succeed after the failover within --max-wait: ", probe.last_error)));
   }
