@@ -181,6 +181,11 @@ MUTATIONS = [
     ('ConfigMap volume of a missing ConfigMap',
      lambda o: k.find(o, 'ConfigMap', 'nfs-ganesha-config')['metadata']
      .update({'name': 'ganesha-config'}), 'no ConfigMap nfs-ganesha-config'),
+    ('Secret nobody creates',
+     lambda o: [v for v in _pod(o, 'StatefulSet', 'lockwarden-server')
+                ['spec']['volumes'] if v['name'] == 'admin-token'][0]
+     ['secret'].update({'secretName': 'admin-token'}),
+     'no Secret admin-token'),
     ('volume mount without a volume',
      lambda o: _ganesha(o)['volumeMounts'].append(
          {'name': 'cache', 'mountPath': '/var/cache'}),

@@ -25,6 +25,7 @@ way a kubelet would run them; an NFS client mounts the Ganesha export and
 locks a file through the gateway container.
 """
 
+import base64
 import os
 import resource
 import subprocess
@@ -82,6 +83,7 @@ class ImageTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.version = k.version()
+        cls.secrets = k.test_external_secrets()
         cls.image = '%s/lockwarden:%s' % (REGISTRY, cls.version)
         res = podman('image', 'exists', cls.image, check=False)
         if res.returncode != 0:
@@ -359,7 +361,10 @@ class ImageTest(unittest.TestCase):
             d = os.path.join(host.dir, 'volumes', container, m['name'])
             os.makedirs(d, exist_ok=True)
             cm = volumes.get(m['name'], {}).get('configMap')
-            if cm:
+            secret = volumes.get(m['name'], {}).get('secret')
+            if secret:
+                self.write_secret(objs, secret, d, fs_group)
+            elif cm:
                 data = k.find(objs, 'ConfigMap', cm['name'])['data']
                 items = cm.get('items') or [{'key': x, 'path': x}
                                             for x in data]
@@ -374,6 +379,26 @@ class ImageTest(unittest.TestCase):
                                               else ''))
         image = c['image']
         return (argv + ['--entrypoint', words[0], image] + words[1:])
+
+    def write_secret(self, objs, secret, d, fs_group):
+        """A secret volume as the kubelet writes it: the keys as files,
+        mode defaultMode, group fsGroup (the operator's Secrets come from
+        k8s_objects.test_external_secrets())."""
+        rendered = k.find(objs, 'Secret', secret['secretName'])
+        if rendered is not None:
+            data = {key: base64.b64decode(v)
+                    for key, v in (rendered.get('data') or {}).items()}
+        else:
+            data = self.secrets[secret['secretName']]
+        items = secret.get('items') or [{'key': x, 'path': x} for x in data]
+        for item in items:
+            path = os.path.join(d, item['path'])
+            with open(path, 'wb') as f:
+                f.write(data[item['key']])
+            os.chmod(path, secret.get('defaultMode', 0o644))
+            if fs_group is not None:
+                os.chown(path, 0, fs_group)
+        os.chmod(d, 0o755)
 
     def spawn(self, host, podman_args, role, started):
         argv = self.in_netns(host) + ['podman'] + podman_global_args() + \

@@ -28,6 +28,9 @@ import yaml
 # Overlays every test renders: the HA base, the single-node overlay and the
 # TLS overlay (rendered with a throwaway test PKI, see make_test_pki).
 OVERLAYS = ('base', 'overlays/single-node', 'overlays/tls')
+# Secrets the operator creates before applying (kubectl create secret;
+# never in git), by name -> the keys pods use (docs/deploy.md).
+EXTERNAL_SECRETS = {'lockwarden-admin-token': ('token',)}
 # Overlays whose pki/ directory the operator fills (ca.crt, tls.crt, tls.key).
 NEEDS_PKI = ('overlays/tls',)
 OPENSSL_TIMEOUT_S = 30
@@ -71,6 +74,13 @@ def version():
     """deploy/VERSION: the version images are built and pinned with."""
     with open(os.path.join(deploy_dir(), 'VERSION')) as f:
         return f.read().strip()
+
+
+def test_external_secrets():
+    """What an operator would create for EXTERNAL_SECRETS, for tests:
+    {name: {key: bytes}} with a fresh random admin token."""
+    return {'lockwarden-admin-token': {
+        'token': (os.urandom(16).hex() + '\n').encode()}}
 
 
 def copy_deploy_tree(dest):

@@ -13,7 +13,8 @@ lockwardenctl, a throwaway PKI). Then, through each topology: the client
 mounts the export (MOUNT + NFS from NFS-Ganesha) and takes an NLM lock
 through the gateway sidecar; the lock-service leader is killed (SIGKILL); a
 standby takes over and the lock is still held: another owner is denied and
-sees the holder.
+sees the holder. Last, `lockwardenctl drill failover` (docs/deploy.md) runs
+against the servers' pod names and finds nothing lost.
 
   bazel test //tests/k8s:manifests_vs_binaries_test     # ~20 s
 """
@@ -35,6 +36,8 @@ LEADER_TIMEOUT_S = 40.0
 TAKEOVER_TIMEOUT_S = 30.0
 GATEWAY_POD_TIMEOUT_S = 40.0
 NLM_TIMEOUT_S = 20.0
+# lockwardenctl drill failover: --max-wait=30s plus its snapshots.
+DRILL_TIMEOUT_S = 60.0
 
 
 class ManifestsVsBinariesTest(unittest.TestCase):
@@ -56,9 +59,12 @@ class ManifestsVsBinariesTest(unittest.TestCase):
         objs = k.render(overlay)
         config = k.find(objs, 'ConfigMap', 'lockwarden-config')['data']
         bins = pod_runner.lockwarden_binaries()
+        secrets = k.test_external_secrets()
+        token = secrets['lockwarden-admin-token']['token'].decode().strip()
         with pod_runner.PodCluster(objs, bins, extra_hosts=['client'],
                                    cluster_domain=config['cluster-domain'],
-                                   ctl=bins['lockwardenctl']) as cluster:
+                                   ctl=bins['lockwardenctl'],
+                                   external_secrets=secrets) as cluster:
             etcd = cluster.pods_of('StatefulSet', 'etcd')
             servers = cluster.pods_of('StatefulSet', 'lockwarden-server')
             [gateway] = cluster.pods_of('Deployment', 'nfs-gateway')
@@ -122,6 +128,24 @@ class ManifestsVsBinariesTest(unittest.TestCase):
                               ('unlock', 'NLM4_GRANTED'),
                               ('lock', 'NLM4_GRANTED')], replies)
             self.assertIn('svid:1', replies[0].detail)
+
+            # docs/deploy.md's drill, as an admin pod runs it: every server
+            # by its pod name, the admin token of Secret
+            # lockwarden-admin-token; StepDown, then nothing may change.
+            domain = config['cluster-domain']
+            argv = [bins['lockwardenctl'], '--server=' + ','.join(
+                '%s.%s.lockwarden.svc.%s:7420' % (
+                    p.name, p.template.workload['spec']['serviceName'],
+                    domain) for p in servers)]
+            if overlay in k.NEEDS_PKI:
+                argv.append('--tls-ca=' + cluster.local_path(
+                    new_leader, 'lockwarden-server',
+                    '/etc/lockwarden-tls/ca.crt'))
+            res = client.run(argv + ['drill', 'failover', '--max-wait=30s'],
+                             timeout=DRILL_TIMEOUT_S, check=False,
+                             env={'LOCKWARDEN_TOKEN': token})
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            self.phase('lockwardenctl drill failover passed')
             self.assertEqual(cluster.topo.crashed(),
                              [cluster.process(leader, 'lockwarden-server')])
 

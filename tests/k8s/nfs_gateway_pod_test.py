@@ -71,7 +71,9 @@ class NfsGatewayPodTest(unittest.TestCase):
         bins = pod_runner.lockwarden_binaries()
         with pod_runner.PodCluster(objs, bins, extra_hosts=['client'],
                                    cluster_domain=config['cluster-domain'],
-                                   ctl=bins['lockwardenctl']) as cluster:
+                                   ctl=bins['lockwardenctl'],
+                                   external_secrets=k.test_external_secrets()
+                                   ) as cluster:
             [server] = cluster.pods_of('StatefulSet', 'lockwarden-server')
             [gw] = cluster.pods_of('Deployment', 'nfs-gateway')
             client = cluster['client']

@@ -71,10 +71,13 @@ class PodCluster:
     """A Topology with one host per pod of `objs`, plus `extra_hosts`."""
 
     def __init__(self, objs, binaries, extra_hosts=(), only=None,
-                 cluster_domain=DEFAULT_CLUSTER_DOMAIN, ctl=None):
+                 cluster_domain=DEFAULT_CLUSTER_DOMAIN, ctl=None,
+                 external_secrets=None):
         """`binaries` maps a program's base name to the local file to run
         for it; `only` limits the pods to workloads named in it; `ctl` is
-        lockwardenctl, used for gRPC probes."""
+        lockwardenctl, used for gRPC probes; `external_secrets` gives the
+        Secrets an operator would create ({name: {key: bytes}})."""
+        self.external_secrets = dict(external_secrets or {})
         self.objs = objs
         self.binaries = dict(binaries)
         self.cluster_domain = cluster_domain
@@ -132,11 +135,17 @@ class PodCluster:
             os.makedirs(d)
             vols[v['name']] = d
             if 'secret' in v:
-                secret = k.find(self.objs, 'Secret', v['secret']['secretName'])
-                if secret is None:
+                secret_name = v['secret']['secretName']
+                secret = k.find(self.objs, 'Secret', secret_name)
+                if secret is not None:
+                    data = secret.get('data') or {}
+                elif secret_name in self.external_secrets:
+                    data = {key: base64.b64encode(value).decode()
+                            for key, value in
+                            self.external_secrets[secret_name].items()}
+                else:
                     raise HarnessError('%s: no Secret %s' %
-                                       (pod_name, v['secret']['secretName']))
-                data = secret.get('data') or {}
+                                       (pod_name, secret_name))
                 items = v['secret'].get('items') or [
                     {'key': key, 'path': key} for key in data]
                 for item in items:
