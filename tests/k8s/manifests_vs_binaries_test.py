@@ -129,6 +129,16 @@ class ManifestsVsBinariesTest(unittest.TestCase):
                               ('lock', 'NLM4_GRANTED')], replies)
             self.assertIn('svid:1', replies[0].detail)
 
+            # The StatefulSet controller recreates the killed pod: it comes
+            # back as a standby (alive, not Ready).
+            killed = cluster.process(leader, 'lockwarden-server')
+            cluster.start_container(leader, 'lockwarden-server')
+            cluster.wait_probe(leader, 'lockwarden-server', 'livenessProbe',
+                               LEADER_TIMEOUT_S)
+            self.assertFalse(cluster.probe(leader, 'lockwarden-server',
+                                           'readinessProbe'))
+            self.phase('killed pod back as a standby')
+
             # docs/deploy.md's drill, as an admin pod runs it: every server
             # by its pod name, the admin token of Secret
             # lockwarden-admin-token; StepDown, then nothing may change.
@@ -141,13 +151,13 @@ class ManifestsVsBinariesTest(unittest.TestCase):
                 argv.append('--tls-ca=' + cluster.local_path(
                     new_leader, 'lockwarden-server',
                     '/etc/lockwarden-tls/ca.crt'))
-            res = client.run(argv + ['drill', 'failover', '--max-wait=30s'],
+            res = client.run(argv + ['drill', 'failover', '--settle=3s',
+                                     '--max-wait=30s'],
                              timeout=DRILL_TIMEOUT_S, check=False,
                              env={'LOCKWARDEN_TOKEN': token})
             self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
             self.phase('lockwardenctl drill failover passed')
-            self.assertEqual(cluster.topo.crashed(),
-                             [cluster.process(leader, 'lockwarden-server')])
+            self.assertEqual(cluster.topo.crashed(), [killed])
 
     def wait_for_one_leader(self, cluster, servers, dead, timeout):
         """Waits until exactly one of `servers` is Ready (the leader's
