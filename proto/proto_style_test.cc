@@ -280,6 +280,9 @@ TEST(ProtoStyleTest, EveryMutationCarriesRequestIdAndItsScope) {
         const DescriptorProto* request = FindMessage(set, method.input_type());
         ASSERT_NE(request, nullptr) << method.input_type();
         const std::string where = service.name() + "." + method.name();
+        // A bidirectional session's envelope (LockService.Session) carries
+        // the requests of the unary RPCs, which are checked as those RPCs.
+        if (method.client_streaming() && method.server_streaming()) continue;
         if (gateway_scoped) {
           // Every gateway call names the gateway identity it concerns.
           EXPECT_NE(FindField(*request, "gateway_id"), nullptr) << where;
