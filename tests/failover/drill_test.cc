@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -132,6 +133,7 @@ class DrillTest : public ::testing::Test {
     for (const Op& op : history) all_.push_back(op);
     ASSERT_EQ(FindMissingAckedLocks(all_, *locks), "") << drill;
     ASSERT_EQ(CheckRetriesAreDeduplicated(stubs, history, 12, rng_), "") << drill;
+    CheckNoStateLoss(drill, stubs);
     auto waiters = testing::ListAllWaiters(*stubs.admin);
     ASSERT_THAT(waiters, testing::IsOk());
     waiting_.clear();
@@ -141,7 +143,27 @@ class DrillTest : public ::testing::Test {
     s0_ = *std::move(recovered);
   }
 
+  // What a failover must never do, checked on the new leader: a gateway
+  // identity in grace, a changed NSM state number, an SM_NOTIFY queued.
+  void CheckNoStateLoss(const std::string& drill, testing::Stubs& stubs) {
+    v1::ListGatewaysRequest request;
+    request.set_page_size(1000);
+    v1::ListGatewaysResponse response;
+    auto ctx = testing::ContextWithDeadline(testing::kAdminCallTimeout);
+    const grpc::Status st = stubs.admin->ListGateways(ctx.get(), request, &response);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    for (const v1::Gateway& g : response.gateways()) {
+      EXPECT_FALSE(g.in_grace()) << drill << ": " << g.gateway_id() << " entered grace";
+      EXPECT_EQ(g.pending_notification_events(), 0u)
+          << drill << ": SM_NOTIFY queued for " << g.gateway_id();
+      auto it = nsm_states_.emplace(g.gateway_id(), g.nsm_state()).first;
+      EXPECT_EQ(it->second, g.nsm_state())
+          << drill << ": NSM state number of " << g.gateway_id() << " changed";
+    }
+  }
+
   bool proxy_etcd_ = false;
+  std::map<std::string, int32_t> nsm_states_;  // Gateway -> first seen.
   uint64_t seed_ = 0;
   std::mt19937_64 rng_{0};
   std::unique_ptr<HaCluster> cluster_;
