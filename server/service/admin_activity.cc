@@ -33,10 +33,28 @@ std::vector<std::string> GatewayActivity::DrainingGateways() const {
   return out;
 }
 
-void GatewayActivity::TouchGateway(const std::string& gateway) {
-  if (gateway.empty()) return;
+bool GatewayActivity::Touch(const std::string& gateway, const std::string& client) {
   const int64_t now = clock_->NowMs();
   absl::MutexLock lock(&mu_);
+  TouchGatewayLocked(gateway, now);
+  TouchClientLocked(client, "", now);
+  return !draining_.empty() && draining_.contains(gateway);
+}
+
+void GatewayActivity::TouchGateway(const std::string& gateway) {
+  const int64_t now = clock_->NowMs();
+  absl::MutexLock lock(&mu_);
+  TouchGatewayLocked(gateway, now);
+}
+
+void GatewayActivity::TouchClient(const std::string& client, const std::string& address) {
+  const int64_t now = clock_->NowMs();
+  absl::MutexLock lock(&mu_);
+  TouchClientLocked(client, address, now);
+}
+
+void GatewayActivity::TouchGatewayLocked(const std::string& gateway, int64_t now) {
+  if (gateway.empty()) return;
   auto it = gateway_seen_ms_.find(gateway);
   if (it != gateway_seen_ms_.end()) {
     it->second = now;
@@ -47,10 +65,9 @@ void GatewayActivity::TouchGateway(const std::string& gateway) {
   }
 }
 
-void GatewayActivity::TouchClient(const std::string& client, const std::string& address) {
+void GatewayActivity::TouchClientLocked(const std::string& client, const std::string& address,
+                                        int64_t now) {
   if (client.empty()) return;
-  const int64_t now = clock_->NowMs();
-  absl::MutexLock lock(&mu_);
   auto it = clients_.find(client);
   if (it == clients_.end()) {
     if (clients_.size() >= kActivityClientsMax) EvictOldClients();
@@ -331,8 +348,8 @@ class ActivityInterceptor final : public grpc::experimental::Interceptor {
   }
 
   void ObserveLock(v1::LockRequest* r) {
-    Seen(r->gateway_id(), r->owner().client_name());
-    if (r->block() && activity_->IsDraining(r->gateway_id())) {
+    const bool draining = activity_->Touch(r->gateway_id(), r->owner().client_name());
+    if (r->block() && draining) {
       // Draining: no new waiter. The core grants at once or answers
       // DENIED, exactly as for a non-blocking LOCK.
       r->set_block(false);
@@ -388,8 +405,7 @@ class ActivityInterceptor final : public grpc::experimental::Interceptor {
   }
 
   void Seen(const std::string& gateway, const std::string& client) {
-    activity_->TouchGateway(gateway);
-    activity_->TouchClient(client, "");
+    (void)activity_->Touch(gateway, client);
   }
 
   GatewayActivity* const activity_;

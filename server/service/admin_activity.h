@@ -90,6 +90,9 @@ class GatewayActivity {
   bool IsDraining(const std::string& gateway) const;
   std::vector<std::string> DrainingGateways() const;
 
+  // One request through `gateway` naming `client` ("" = none): marks both
+  // seen under one mutex hold and returns whether the identity is draining.
+  bool Touch(const std::string& gateway, const std::string& client);
   void TouchGateway(const std::string& gateway);
   // `address`: where the client was seen (SM_NOTIFY source), "" if unknown.
   void TouchClient(const std::string& client, const std::string& address);
@@ -119,6 +122,10 @@ class GatewayActivity {
     std::vector<std::string> addresses;
   };
   void EvictOldClients() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TouchGatewayLocked(const std::string& gateway, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TouchClientLocked(const std::string& client, const std::string& address, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Clock* const clock_;
   mutable absl::Mutex mu_;
