@@ -53,8 +53,10 @@ class StateCollector final : public prometheus::Collectable {
     core::CoreCounters c;
     std::vector<core::GatewayInfo> gateways;
     std::vector<int64_t> oldest_event_ms;  // Per gateway; 0 = none pending.
+    int64_t now_ms = 0;  // The service's clock, which stamps the events.
     if (!src_.runner
-             ->ReadNow([&](const core::LockCore& core, int64_t) {
+             ->ReadNow([&](const core::LockCore& core, int64_t now) {
+               now_ms = now;
                c = core.Counters();
                gateways = core.ListGateways();
                for (const core::GatewayInfo& g : gateways) {
@@ -65,7 +67,6 @@ class StateCollector final : public prometheus::Collectable {
              .ok()) {
       return out;
     }
-    const int64_t now_ms = absl::ToUnixMillis(absl::Now());
     auto gauge = [&out](const char* name, const char* help, double v) {
       out.push_back(Family(name, help, MetricType::Gauge));
       AddValue(&out.back(), v);

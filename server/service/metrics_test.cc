@@ -86,6 +86,47 @@ TEST_F(MetricsTest, ScrapeHasTheNamedSeries) {
   }
 }
 
+TEST_F(MetricsTest, GraceLagAndDrainSeriesFollowTheState) {
+  v1::MonRequest mon;
+  mon.set_request_id(NextRequestId());
+  mon.set_gateway_id("gw-a");
+  mon.set_mon_name("c1");
+  mon.mutable_my_id()->set_my_name("localhost");
+  mon.mutable_my_id()->set_my_prog(100021);
+  mon.mutable_my_id()->set_my_vers(4);
+  mon.mutable_my_id()->set_my_proc(16);
+  mon.set_priv(std::string(16, '\x07'));
+  v1::MonResponse mr;
+  ASSERT_TRUE(monitor_->Mon(Ctx().get(), mon, &mr).ok());
+  ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 10)), v1::LOCK_STATUS_GRANTED);
+  v1::ResetGatewayRequest reset;
+  reset.set_request_id(NextRequestId());
+  reset.set_reason("metrics test");
+  reset.set_gateway_id("gw-a");
+  v1::ResetGatewayResponse rr;
+  ASSERT_TRUE(admin_->ResetGateway(Ctx().get(), reset, &rr).ok());
+  clock_.AdvanceMs(1500);  // The SM_NOTIFY event is now 1.5 s old.
+  v1::DrainGatewayRequest drain;
+  drain.set_reason("metrics test");
+  drain.set_gateway_id("gw-a");
+  drain.set_drain(true);
+  v1::DrainGatewayResponse dr;
+  ASSERT_TRUE(admin_->DrainGateway(Ctx().get(), drain, &dr).ok());
+  v1::LockRequest reclaim = LockReq("c1", 1, "f1", 0, 10, true, true);
+  reclaim.set_reclaim(true);
+  ASSERT_EQ(Lock(reclaim), v1::LOCK_STATUS_GRANTED);
+  ASSERT_EQ(Lock(LockReq("c2", 2, "f1", 0, 10, true, true)), v1::LOCK_STATUS_GRACE_PERIOD);
+  const std::string text = Scrape(server_->metrics_port());
+  for (const char* series :
+       {"lockwarden_gateway_in_grace{gateway=\"gw-a\"} 1",
+        "lockwarden_gateway_nsm_state{gateway=\"gw-a\"} 3",
+        "lockwarden_gateway_oldest_event_age_seconds{gateway=\"gw-a\"} 1.5",
+        "lockwarden_gateway_draining{gateway=\"gw-a\"} 1",
+        "lockwarden_drained_blocking_locks_total 2"}) {
+    EXPECT_NE(text.find(series), std::string::npos) << "missing " << series << " in\n" << text;
+  }
+}
+
 TEST(ServerMetricsTest, UnusableListenAddressIsUnavailable) {
   auto m = ServerMetrics::Start("256.0.0.1:99999", MetricsSources{});
   EXPECT_FALSE(m.ok());
