@@ -390,54 +390,40 @@ void PostFailure(asio::io_context& io, Callback cb, absl::Status status) {
 void RpcClient::Call(const RpcEndpoint& to, const CallTarget& target,
                      const CallCredentials& creds, xdrproc_t args_encoder,
                      const void* args, RpcReplyCallback done) {
-  absl::StatusOr<asio::ip::address> address = ParseAddress(to.address);
-  const uint32_t xid = NextXid();
-  absl::StatusOr<std::string> message =
-      EncodeCall(xid, target, creds, args_encoder, args);
-  if (!address.ok() || !message.ok()) {
-    PostFailure(io_, std::move(done),
-                !address.ok() ? address.status() : message.status());
-    return;
-  }
-  if (!Reserve()) {
-    PostFailure(io_, std::move(done),
-                absl::ResourceExhaustedError(absl::StrCat(
-                    "more than ", options_.max_calls_in_flight,
-                    " outgoing RPC calls in flight")));
-    return;
-  }
-  // Only the observer needs the CALL once more (without record marking).
-  std::string observed = options_.observer != nullptr ? *message : "";
-  if (to.transport == TransportKind::kUdp) {
-    std::make_shared<UdpCall>(io_, options_, in_flight_,
-                              udp::endpoint(*address, to.port), xid,
-                              *std::move(message), std::move(done), nullptr,
-                              std::move(observed), fallbacks_)
-        ->Start();
-  } else {
-    std::make_shared<TcpCall>(io_, options_, in_flight_,
-                              tcp::endpoint(*address, to.port), xid,
-                              *std::move(message), std::move(done), nullptr,
-                              std::move(observed), fallbacks_)
-        ->Start();
-  }
+  StartCall(to, target, creds, args_encoder, args, std::move(done), nullptr);
 }
 
 void RpcClient::Send(const RpcEndpoint& to, const CallTarget& target,
                      const CallCredentials& creds, xdrproc_t args_encoder,
                      const void* args, RpcSentCallback done) {
+  StartCall(to, target, creds, args_encoder, args, nullptr, std::move(done));
+}
+
+void RpcClient::StartCall(const RpcEndpoint& to, const CallTarget& target,
+                          const CallCredentials& creds, xdrproc_t args_encoder,
+                          const void* args, RpcReplyCallback reply_cb,
+                          RpcSentCallback sent_cb) {
+  // A failure before the call starts goes to whichever callback is set, on
+  // the io_context (never inline), as from a started call.
+  auto fail = [&](absl::Status status) {
+    if (reply_cb != nullptr) {
+      PostFailure(io_, std::move(reply_cb), std::move(status));
+    } else {
+      PostFailure(io_, std::move(sent_cb), std::move(status));
+    }
+  };
   absl::StatusOr<asio::ip::address> address = ParseAddress(to.address);
   const uint32_t xid = NextXid();
   absl::StatusOr<std::string> message =
       EncodeCall(xid, target, creds, args_encoder, args);
   if (!address.ok() || !message.ok()) {
-    PostFailure(io_, std::move(done),
-                !address.ok() ? address.status() : message.status());
+    fail(!address.ok() ? address.status() : message.status());
     return;
   }
   if (!Reserve()) {
-    PostFailure(io_, std::move(done),
-                absl::ResourceExhaustedError("outgoing RPC limit reached"));
+    fail(absl::ResourceExhaustedError(
+        absl::StrCat("more than ", options_.max_calls_in_flight,
+                     " outgoing RPC calls in flight")));
     return;
   }
   // Only the observer needs the CALL once more (without record marking).
@@ -445,14 +431,16 @@ void RpcClient::Send(const RpcEndpoint& to, const CallTarget& target,
   if (to.transport == TransportKind::kUdp) {
     std::make_shared<UdpCall>(io_, options_, in_flight_,
                               udp::endpoint(*address, to.port), xid,
-                              *std::move(message), nullptr, std::move(done),
-                              std::move(observed), fallbacks_)
+                              *std::move(message), std::move(reply_cb),
+                              std::move(sent_cb), std::move(observed),
+                              fallbacks_)
         ->Start();
   } else {
     std::make_shared<TcpCall>(io_, options_, in_flight_,
                               tcp::endpoint(*address, to.port), xid,
-                              *std::move(message), nullptr, std::move(done),
-                              std::move(observed), fallbacks_)
+                              *std::move(message), std::move(reply_cb),
+                              std::move(sent_cb), std::move(observed),
+                              fallbacks_)
         ->Start();
   }
 }

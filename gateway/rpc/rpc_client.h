@@ -133,6 +133,12 @@ class RpcClient {
   uint32_t NextXid() { return next_xid_.fetch_add(1); }
   // Reserves an in-flight slot; false at the limit.
   bool Reserve();
+  // Shared body of Call and Send: exactly one of reply_cb/sent_cb is set,
+  // and it is the callback the started UdpCall/TcpCall reports to.
+  void StartCall(const RpcEndpoint& to, const CallTarget& target,
+                 const CallCredentials& creds, xdrproc_t args_encoder,
+                 const void* args, RpcReplyCallback reply_cb,
+                 RpcSentCallback sent_cb);
 
   asio::io_context& io_;
   const RpcClientOptions options_;
