@@ -164,8 +164,11 @@ TEST_F(AdminMaintenanceTest, ListClientsShowsLastActivityAndNotifySourceAddress)
   ASSERT_TRUE(admin_->ListClients(Ctx().get(), r, &resp).ok());
   ASSERT_EQ(resp.clients_size(), 1);
   EXPECT_TRUE(resp.clients(0).has_last_activity_at());
-  ASSERT_EQ(resp.clients(0).addresses_size(), 1);
-  EXPECT_EQ(resp.clients(0).addresses(0), "198.18.0.7");
+  // The address the core recorded from the LOCK first, then the SM_NOTIFY
+  // source this leader saw.
+  ASSERT_EQ(resp.clients(0).addresses_size(), 2);
+  EXPECT_EQ(resp.clients(0).addresses(0), "198.18.0.9");
+  EXPECT_EQ(resp.clients(0).addresses(1), "198.18.0.7");
 }
 
 TEST_F(AdminMaintenanceTest, EndGraceLetsNonReclaimRequestsInAtOnce) {

@@ -262,8 +262,12 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListClients(
     return Finish(ctx, s);
   }
   absl::btree_map<std::string, int32_t> states;
+  absl::flat_hash_map<std::string, std::vector<std::string>> recorded_addresses;
   absl::Status s = runner_->ReadNow([&](const core::LockCore& core, int64_t) {
-    for (const core::ClientInfo& c : core.ListClients()) states[c.name] = c.nsm_state;
+    for (const core::ClientInfo& c : core.ListClients()) {
+      states[c.name] = c.nsm_state;
+      if (!c.addresses.empty()) recorded_addresses[c.name] = c.addresses;
+    }
   });
   HoldingCounts counts;
   if (s.ok()) s = CountHoldings(runner_, &counts);
@@ -293,7 +297,19 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListClients(
     if (std::optional<int64_t> ms = activity_.ClientLastActivityMs(name)) {
       SetTimestampMs(*ms, c.mutable_last_activity_at());
     }
-    for (const std::string& a : activity_.ClientAddresses(name)) c.add_addresses(a);
+    // The durable addresses the core records from LOCK sources first, then
+    // SM_NOTIFY sources this leader saw; distinct, at most 4 (as the core).
+    std::vector<std::string> addresses;
+    if (auto rec = recorded_addresses.find(name); rec != recorded_addresses.end()) {
+      addresses = rec->second;
+    }
+    for (const std::string& a : activity_.ClientAddresses(name)) {
+      if (std::find(addresses.begin(), addresses.end(), a) == addresses.end()) {
+        addresses.push_back(a);
+      }
+    }
+    if (addresses.size() > kClientAddressesMax) addresses.resize(kClientAddressesMax);
+    for (const std::string& a : addresses) c.add_addresses(a);
     rows.push_back(std::move(c));
   }
   response->set_next_page_token(PageByOffset(
