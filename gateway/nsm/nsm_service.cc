@@ -56,7 +56,26 @@ std::shared_ptr<RpcCall> Share(std::unique_ptr<RpcCall> call) {
   return std::shared_ptr<RpcCall>(std::move(call));
 }
 
+// The sm_stat_res answering SM_STAT or SM_MON: the server's result and
+// state if the call succeeded, else STAT_FAIL with `fallback_state` (the
+// last known one). lockd ignores the state on STAT_FAIL, but a zero state
+// number is exactly what broke reboot detection before the founding fix.
+sm_stat_res StatResult(const grpc::Status& status, v1::NsmResult result,
+                       int32_t state, int32_t fallback_state) {
+  if (!status.ok()) return sm_stat_res{stat_fail, fallback_state};
+  return sm_stat_res{
+      result == v1::NSM_RESULT_SUCCESS ? stat_succ : stat_fail, state};
+}
+
 }  // namespace
+
+template <typename Request>
+std::shared_ptr<Request> NsmService::NewRequest() {
+  auto request = std::make_shared<Request>();
+  request->set_request_id(NextRequestId());
+  request->set_gateway_id(options_.gateway_id);
+  return request;
+}
 
 std::vector<absl::Duration> DefaultNotifyRetrySchedule() {
   // Doubling from 1 s to 512 s (17 minutes in all) reaches a client that
@@ -251,13 +270,10 @@ void NsmService::HandleStat(std::unique_ptr<RpcCall> unique_call) {
       },
       [this, call, request](const grpc::Status& status,
                             const v1::StatResponse& response) {
-        sm_stat_res res{stat_fail, last_known_state()};
+        sm_stat_res res = StatResult(status, response.result(),
+                                     response.state(), last_known_state());
         if (status.ok()) {
           NoteState(response.state());
-          res.res_stat = response.result() == v1::NSM_RESULT_SUCCESS
-                             ? stat_succ
-                             : stat_fail;
-          res.state = response.state();
         } else {
           LogEvent(LogLevel::kWarn, "nsm_server_call_failed",
                    {{"proc", "SM_STAT"},
@@ -277,9 +293,7 @@ void NsmService::HandleMon(std::unique_ptr<RpcCall> unique_call) {
     (void)call->Reply(&res);
     return;
   }
-  auto request = std::make_shared<v1::MonRequest>();
-  request->set_request_id(NextRequestId());
-  request->set_gateway_id(options_.gateway_id);
+  auto request = NewRequest<v1::MonRequest>();
   request->set_mon_name(Str(args->mon_id.mon_name));
   SetMyId(args->mon_id.my_id, request->mutable_my_id());
   request->set_priv(std::string(args->priv, SM_PRIV_SIZE));
@@ -291,17 +305,9 @@ void NsmService::HandleMon(std::unique_ptr<RpcCall> unique_call) {
       },
       [this, call, request, who](const grpc::Status& status,
                                  const v1::MonResponse& response) {
-        // On failure the state is still the last one known, never 0 when
-        // avoidable: lockd ignores it on STAT_FAIL, but a zero state number
-        // is exactly what broke reboot detection before the founding fix.
-        sm_stat_res res{stat_fail, last_known_state()};
-        if (status.ok()) {
-          NoteState(response.state());
-          res.res_stat = response.result() == v1::NSM_RESULT_SUCCESS
-                             ? stat_succ
-                             : stat_fail;
-          res.state = response.state();
-        }
+        sm_stat_res res = StatResult(status, response.result(),
+                                     response.state(), last_known_state());
+        if (status.ok()) NoteState(response.state());
         LogEvent(status.ok() ? LogLevel::kInfo : LogLevel::kWarn, "nsm_mon",
                  {{"mon_name", request->mon_name()},
                   {"my_id", who},
@@ -322,9 +328,7 @@ void NsmService::HandleUnmon(std::unique_ptr<RpcCall> unique_call) {
     (void)call->Reply(&res);
     return;
   }
-  auto request = std::make_shared<v1::UnmonRequest>();
-  request->set_request_id(NextRequestId());
-  request->set_gateway_id(options_.gateway_id);
+  auto request = NewRequest<v1::UnmonRequest>();
   request->set_mon_name(Str(args->mon_name));
   SetMyId(args->my_id, request->mutable_my_id());
   const std::string who = MyIdText(args->my_id);
@@ -357,9 +361,7 @@ void NsmService::HandleUnmonAll(std::unique_ptr<RpcCall> unique_call) {
     (void)call->Reply(&res);
     return;
   }
-  auto request = std::make_shared<v1::UnmonAllRequest>();
-  request->set_request_id(NextRequestId());
-  request->set_gateway_id(options_.gateway_id);
+  auto request = NewRequest<v1::UnmonAllRequest>();
   SetMyId(*args, request->mutable_my_id());
   const std::string who = MyIdText(*args);
   CallMonitor<v1::UnmonAllResponse>(
@@ -388,9 +390,7 @@ void NsmService::HandleSimuCrash(std::unique_ptr<RpcCall> unique_call) {
     (void)call->Reply(nullptr);
     return;
   }
-  auto request = std::make_shared<v1::SimuCrashRequest>();
-  request->set_request_id(NextRequestId());
-  request->set_gateway_id(options_.gateway_id);
+  auto request = NewRequest<v1::SimuCrashRequest>();
   CallMonitor<v1::SimuCrashResponse>(
       server_, request,
       [](auto* async, auto* ctx, auto* req, auto* resp, auto done) {
@@ -452,9 +452,7 @@ void NsmService::HandleNotify(std::unique_ptr<RpcCall> unique_call) {
 void NsmService::ForwardNotify(std::shared_ptr<RpcCall> call,
                                std::string mon_name, int32_t state) {
   if (!ops_->Begin()) return;  // unanswered: the sender retransmits
-  auto request = std::make_shared<v1::NotifyRequest>();
-  request->set_request_id(NextRequestId());
-  request->set_gateway_id(options_.gateway_id);
+  auto request = NewRequest<v1::NotifyRequest>();
   request->set_mon_name(std::move(mon_name));
   request->set_state(state);
   request->set_source_address(call->context().peer_address);

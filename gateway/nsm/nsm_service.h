@@ -180,6 +180,10 @@ class NsmService {
   // A fresh idempotency key for one NSM call (reused by ServerClient's
   // retries of that call).
   std::string NextRequestId();
+  // A MonitorService request with a fresh request id and this gateway's id
+  // (defined in the .cc, the only user).
+  template <typename Request>
+  std::shared_ptr<Request> NewRequest();
   void NoteState(int32_t state) { last_known_state_.store(state); }
 
   const NsmOptions options_;
