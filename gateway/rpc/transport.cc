@@ -1,6 +1,9 @@
 #include "gateway/rpc/transport.h"
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <deque>
 #include <optional>
@@ -74,6 +77,7 @@ class RpcServer::UdpEndpoint
       : shared_(std::move(shared)),
         strand_(asio::make_strand(shared_->io)),
         socket_(std::move(socket)),
+        fd_(socket_.native_handle()),
         buffer_(kMaxDatagramBytes + 1) {}
 
   void Start() {
@@ -81,6 +85,12 @@ class RpcServer::UdpEndpoint
   }
   void Close() {
     asio::post(strand_, [self = shared_from_this()] {
+      {
+        // No direct send may use the descriptor number once it is closed
+        // (it could be reused).
+        absl::MutexLock lock(&self->send_mu_);
+        self->fd_closed_ = true;
+      }
       asio::error_code ec;
       self->socket_.close(ec);
     });
@@ -142,6 +152,12 @@ class RpcServer::UdpEndpoint
             self->CallDone();
             return;
           }
+          // Most replies go out here, on the thread that completed the
+          // call (a gRPC thread), without waking an I/O thread.
+          if (self->TrySendNow(to, *reply)) {
+            self->CallDone();
+            return;
+          }
           asio::post(self->strand_, [self, to, r = std::move(*reply)]() mutable {
             self->Send(to, std::move(r));
             // Counted done once the send is started, so Drain does not
@@ -154,6 +170,21 @@ class RpcServer::UdpEndpoint
   void CallDone() {
     --in_flight_;
     --shared_->calls_in_flight;
+  }
+
+  // A non-blocking sendto(2) on the descriptor from any thread (the kernel
+  // serialises datagram sends; no Asio state is touched). True when the
+  // datagram is sent, or is lost for a reason a retry here would not fix
+  // (the client retransmits, as for any lost reply); false when the socket
+  // buffer is full or the socket closed, so the strand's path decides.
+  bool TrySendNow(const udp::endpoint& to, const std::string& bytes) {
+    absl::MutexLock lock(&send_mu_);
+    if (fd_closed_) return false;
+    const ssize_t n = ::sendto(fd_, bytes.data(), bytes.size(),
+                               MSG_DONTWAIT | MSG_NOSIGNAL, to.data(),
+                               static_cast<socklen_t>(to.size()));
+    if (n >= 0) return true;
+    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
   }
 
   void Send(const udp::endpoint& to, std::string bytes) {
@@ -170,6 +201,10 @@ class RpcServer::UdpEndpoint
   std::shared_ptr<Shared> shared_;
   asio::strand<asio::io_context::executor_type> strand_;
   udp::socket socket_;
+  // The socket's descriptor, for TrySendNow; valid while !fd_closed_.
+  const int fd_;
+  absl::Mutex send_mu_;
+  bool fd_closed_ ABSL_GUARDED_BY(send_mu_) = false;
   std::vector<char> buffer_;  // one receive at a time
   udp::endpoint sender_;
   bool receiving_ = true;  // strand only
