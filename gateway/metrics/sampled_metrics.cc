@@ -64,6 +64,15 @@ class Families {
   std::vector<MetricFamily> out_;
 };
 
+// One family for both event streams (grants, notifications), labelled by
+// stream; its name and help live only here so the two cannot drift apart.
+void StreamReconnects(Families& f, const char* stream, uint64_t reconnects) {
+  f.Counter("event_stream_reconnects_total",
+            "Event streams reopened after the first (server restart, "
+            "failover, idle watchdog).",
+            static_cast<double>(reconnects), {{"stream", stream}});
+}
+
 void CollectService(const GatewayMetricsSources::Service& s, Families& f) {
   const std::vector<ClientMetric::Label> service = {{"service", s.name}};
   if (s.dispatcher != nullptr) {
@@ -152,10 +161,7 @@ void CollectGrants(const nlm::GrantDelivery& grants, Families& f) {
             static_cast<double>(g.acks_failed));
   f.Gauge("granted_deliveries_in_flight", "Grant events in hand.",
           static_cast<double>(g.in_flight));
-  f.Counter("event_stream_reconnects_total",
-            "Event streams reopened after the first (server restart, "
-            "failover, idle watchdog).",
-            static_cast<double>(g.stream_reconnects), {{"stream", "grants"}});
+  StreamReconnects(f, "grants", g.stream_reconnects);
 }
 
 void CollectNsm(const nsm::NsmService& nsm, Families& f) {
@@ -176,11 +182,8 @@ void CollectNsm(const nsm::NsmService& nsm, Families& f) {
             static_cast<double>(d.failed_attempts - d.notify_failed_attempts));
   f.Counter("statd_callbacks_gave_up_total", "Status callbacks given up.",
             static_cast<double>(d.gave_up - d.notify_gave_up));
-  f.Counter("event_stream_reconnects_total",
-            "Event streams reopened after the first (server restart, "
-            "failover, idle watchdog).",
-            static_cast<double>(std::max<uint64_t>(s.stream.connects, 1) - 1),
-            {{"stream", "notifications"}});
+  StreamReconnects(f, "notifications",
+                   std::max<uint64_t>(s.stream.connects, 1) - 1);
   f.Gauge("event_stream_connected",
           "1 while the stream is open and has received a message.",
           s.stream_connected ? 1 : 0, {{"stream", "notifications"}});
