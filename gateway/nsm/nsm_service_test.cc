@@ -189,29 +189,19 @@ TEST_F(NsmServiceTest, NewerNotifyReleasesTheClientsLocksAndStaleOneDoesNot) {
 TEST_F(NsmServiceTest, StrictSourceCheckRejectsANotifyFromAnotherAddress) {
   book_.Record("client-b", "198.18.0.8");
   ASSERT_EQ(LockFor("client-b", 1, "fh-2"), v1::LOCK_STATUS_GRANTED);
-  stat_chge args{const_cast<char*>("client-b"), 5};
   // From the wrong host: answered, not forwarded.
-  ASSERT_TRUE(DispatchFrom("198.18.0.7", SM_NOTIFY, XdrProc(xdr_stat_chge),
-                           &args)
-                  .has_value());
+  ASSERT_TRUE(NotifyAnsweredFrom("198.18.0.7", "client-b", 5));
   EXPECT_EQ(CountLocks("fh-2"), 1u);
   // From the recorded address: applied.
-  ASSERT_TRUE(DispatchFrom("198.18.0.8", SM_NOTIFY, XdrProc(xdr_stat_chge),
-                           &args)
-                  .has_value());
+  ASSERT_TRUE(NotifyAnsweredFrom("198.18.0.8", "client-b", 5));
   EXPECT_EQ(CountLocks("fh-2"), 0u);
 }
 
 TEST_F(NsmServiceTest, StrictSourceCheckAcceptsAnIpLiteralNameFromItself) {
   ASSERT_EQ(LockFor("198.18.0.9", 1, "fh-3"), v1::LOCK_STATUS_GRANTED);
-  stat_chge args{const_cast<char*>("198.18.0.9"), 3};
-  ASSERT_TRUE(DispatchFrom("198.18.0.10", SM_NOTIFY, XdrProc(xdr_stat_chge),
-                           &args)
-                  .has_value());
+  ASSERT_TRUE(NotifyAnsweredFrom("198.18.0.10", "198.18.0.9", 3));
   EXPECT_EQ(CountLocks("fh-3"), 1u);
-  ASSERT_TRUE(DispatchFrom("198.18.0.9", SM_NOTIFY, XdrProc(xdr_stat_chge),
-                           &args)
-                  .has_value());
+  ASSERT_TRUE(NotifyAnsweredFrom("198.18.0.9", "198.18.0.9", 3));
   EXPECT_EQ(CountLocks("fh-3"), 0u);
 }
 
@@ -221,10 +211,7 @@ TEST_F(NsmServiceTest, TrustNameModeAcceptsAnySource) {
   options.notify_source_check = NsmOptions::NotifySourceCheck::kTrustName;
   StartNsm(options);
   ASSERT_EQ(LockFor("client-t", 1, "fh-4"), v1::LOCK_STATUS_GRANTED);
-  stat_chge args{const_cast<char*>("client-t"), 3};
-  ASSERT_TRUE(DispatchFrom("198.18.0.77", SM_NOTIFY, XdrProc(xdr_stat_chge),
-                           &args)
-                  .has_value());
+  ASSERT_TRUE(NotifyAnsweredFrom("198.18.0.77", "client-t", 3));
   EXPECT_EQ(CountLocks("fh-4"), 0u);
 }
 
@@ -289,14 +276,9 @@ TEST_F(NsmServiceTest, ServerDownAnswersStatFailWithTheLastStateAndNoNotify) {
   EXPECT_EQ(res.state, state);
   // An SM_NOTIFY the server could not record is not answered, so the
   // sender retransmits it.
-  stat_chge args{const_cast<char*>("127.0.0.1"), 3};
-  EXPECT_FALSE(DispatchFrom("127.0.0.1", SM_NOTIFY, XdrProc(xdr_stat_chge),
-                            &args)
-                   .has_value());
+  EXPECT_FALSE(NotifyAnsweredFrom("127.0.0.1", "127.0.0.1", 3));
   StartLockServer();
-  EXPECT_TRUE(DispatchFrom("127.0.0.1", SM_NOTIFY, XdrProc(xdr_stat_chge),
-                           &args)
-                  .has_value());
+  EXPECT_TRUE(NotifyAnsweredFrom("127.0.0.1", "127.0.0.1", 3));
 }
 
 TEST_F(NsmServiceTest, NullProcedureAnswers) {

@@ -19,6 +19,14 @@ namespace {
 
 constexpr timeval kCallTimeout{5, 0};
 
+// The sm_stat_res of an SM_STAT/SM_MON call made with CallNsm; {STAT_FAIL,
+// -1} (a state no server sends) if the call could not be made or failed.
+sm_stat_res StatResOf(std::optional<clnt_stat> st, const sm_stat_res& res) {
+  if (!st.has_value()) return sm_stat_res{stat_fail, -1};
+  EXPECT_EQ(*st, RPC_SUCCESS);
+  return *st == RPC_SUCCESS ? res : sm_stat_res{stat_fail, -1};
+}
+
 // A loopback port nothing listens on (bind, read, close).
 int FreePort() {
   grpc::ServerBuilder builder;
@@ -235,49 +243,49 @@ sm_stat_res NsmServiceTest::Mon(const std::string& mon_name,
   args.mon_id.my_id.my_proc = proc;
   std::memcpy(args.priv, priv.data(), std::min<size_t>(priv.size(), 16));
   sm_stat_res res{};
-  CLIENT* c = NsmClient();
-  if (c == nullptr) return sm_stat_res{stat_fail, -1};
-  clnt_stat st = clnt_call(c, SM_MON, XdrProc(xdr_mon),
-                           reinterpret_cast<caddr_t>(&args),
-                           XdrProc(xdr_sm_stat_res),
-                           reinterpret_cast<caddr_t>(&res), kCallTimeout);
-  clnt_destroy(c);
-  EXPECT_EQ(st, RPC_SUCCESS);
-  return st == RPC_SUCCESS ? res : sm_stat_res{stat_fail, -1};
+  return StatResOf(CallNsm(SM_MON, XdrProc(xdr_mon), &args,
+                           XdrProc(xdr_sm_stat_res), &res),
+                   res);
 }
 
 sm_stat_res NsmServiceTest::Stat(const std::string& mon_name) {
   sm_name args{const_cast<char*>(mon_name.c_str())};
   sm_stat_res res{};
-  CLIENT* c = NsmClient();
-  if (c == nullptr) return sm_stat_res{stat_fail, -1};
-  clnt_stat st = clnt_call(c, SM_STAT, XdrProc(xdr_sm_name),
-                           reinterpret_cast<caddr_t>(&args),
-                           XdrProc(xdr_sm_stat_res),
-                           reinterpret_cast<caddr_t>(&res), kCallTimeout);
-  clnt_destroy(c);
-  EXPECT_EQ(st, RPC_SUCCESS);
-  return st == RPC_SUCCESS ? res : sm_stat_res{stat_fail, -1};
+  return StatResOf(CallNsm(SM_STAT, XdrProc(xdr_sm_name), &args,
+                           XdrProc(xdr_sm_stat_res), &res),
+                   res);
 }
 
 bool NsmServiceTest::SimuCrash() {
-  CLIENT* c = NsmClient();
-  if (c == nullptr) return false;
-  clnt_stat st = clnt_call(c, SM_SIMU_CRASH, XdrVoid(), nullptr, XdrVoid(),
-                           nullptr, kCallTimeout);
-  clnt_destroy(c);
-  return st == RPC_SUCCESS;
+  return CallNsm(SM_SIMU_CRASH, XdrVoid(), nullptr, XdrVoid(), nullptr) ==
+         RPC_SUCCESS;
 }
 
 bool NsmServiceTest::Notify(const std::string& mon_name, int state) {
   stat_chge args{const_cast<char*>(mon_name.c_str()), state};
+  return CallNsm(SM_NOTIFY, XdrProc(xdr_stat_chge), &args, XdrVoid(),
+                 nullptr) == RPC_SUCCESS;
+}
+
+bool NsmServiceTest::NotifyAnsweredFrom(const std::string& peer,
+                                        const std::string& mon_name,
+                                        int state) {
+  stat_chge args{const_cast<char*>(mon_name.c_str()), state};
+  return DispatchFrom(peer, SM_NOTIFY, XdrProc(xdr_stat_chge), &args)
+      .has_value();
+}
+
+std::optional<clnt_stat> NsmServiceTest::CallNsm(rpcproc_t proc,
+                                                 xdrproc_t encoder, void* args,
+                                                 xdrproc_t decoder,
+                                                 void* result) const {
   CLIENT* c = NsmClient();
-  if (c == nullptr) return false;
-  clnt_stat st = clnt_call(c, SM_NOTIFY, XdrProc(xdr_stat_chge),
-                           reinterpret_cast<caddr_t>(&args), XdrVoid(),
-                           nullptr, kCallTimeout);
+  if (c == nullptr) return std::nullopt;
+  clnt_stat st =
+      clnt_call(c, proc, encoder, reinterpret_cast<caddr_t>(args), decoder,
+                reinterpret_cast<caddr_t>(result), kCallTimeout);
   clnt_destroy(c);
-  return st == RPC_SUCCESS;
+  return st;
 }
 
 std::optional<std::string> NsmServiceTest::DispatchFrom(

@@ -87,6 +87,11 @@ class NsmServiceTest : public ::testing::Test {
 
   // libtirpc UDP client to the NSM service (caller must clnt_destroy).
   CLIENT* NsmClient() const;
+  // One call over a fresh NsmClient(); nullopt if the client could not be
+  // made (NsmClient has reported it).
+  std::optional<clnt_stat> CallNsm(rpcproc_t proc, xdrproc_t encoder,
+                                   void* args, xdrproc_t decoder,
+                                   void* result) const;
   // SM_MON through libtirpc; returns the result.
   sm_stat_res Mon(const std::string& mon_name, const std::string& my_name,
                   int prog, int vers, int proc, const std::string& priv);
@@ -99,6 +104,11 @@ class NsmServiceTest : public ::testing::Test {
   std::optional<std::string> DispatchFrom(const std::string& peer,
                                           uint32_t proc, xdrproc_t encoder,
                                           const void* args);
+  // SM_NOTIFY {mon_name, state} through DispatchFrom(peer, ...): true if
+  // the service answered it (a rejected notify is answered; one the server
+  // could not record is not).
+  bool NotifyAnsweredFrom(const std::string& peer, const std::string& mon_name,
+                          int state);
 
   // gRPC helpers against the LockServer.
   v1::LockStatus LockFor(const std::string& client, int32_t client_state,
