@@ -229,7 +229,6 @@ void SessionClient::OnStreamDone(Stream* stream, const grpc::Status& status,
                                  const std::string& leader) {
   std::vector<Pending> unary;
   std::vector<Pending> expired;
-  std::vector<Pending> left;
   {
     absl::MutexLock lock(&mu_);
     if (stream_ == stream) stream_ = nullptr;
@@ -240,8 +239,8 @@ void SessionClient::OnStreamDone(Stream* stream, const grpc::Status& status,
     }
     in_flight_.clear();
     if (stopping_) {
-      for (Pending& p : queue_) left.push_back(std::move(p));
-      queue_.clear();
+      // Left in queue_: the destructor, waiting for this stream to end,
+      // answers them before it returns (answering here would race it).
     } else if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
       unary_only_ = true;
       stats_.unary_fallback += queue_.size();
@@ -279,8 +278,6 @@ void SessionClient::OnStreamDone(Stream* stream, const grpc::Status& status,
       }
     }
   }
-  Complete(left, grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "gateway shutting down"));
   Complete(expired, grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                  absl::StrCat("lock server unreachable: ",
                                               status.error_message())));
