@@ -341,23 +341,28 @@ void GrantDelivery::Attempt(uint64_t sequence) {
                           static_cast<int>(status)));
   };
 
-  if (!Is32BitVersion(d->peer.vers)) {
-    nlm4_testargs args{};
+  // nlm4_testargs (v4) and nlm_testargs (v1/v3) have the same fields; only
+  // the range's width and the XDR routine differ. The strings above outlive
+  // the call: the arguments are encoded before Send/Call return.
+  auto send_granted = [&](auto args, xdrproc_t encoder, auto offset,
+                          auto length) {
     args.cookie = NetobjOf(cookie);
     args.exclusive = e.exclusive();
     args.alock.caller_name = const_cast<char*>(caller.c_str());
     args.alock.fh = NetobjOf(fh);
     args.alock.oh = NetobjOf(oh);
     args.alock.svid = static_cast<int>(e.owner().svid());
-    args.alock.l_offset = range.offset;
-    args.alock.l_len = range.length;
+    args.alock.l_offset = offset;
+    args.alock.l_len = length;
     if (use_msg) {
-      callbacks_->Send(d->peer, proc, XdrProc(xdr_nlm4_testargs), &args,
-                       on_sent);
+      callbacks_->Send(d->peer, proc, encoder, &args, on_sent);
     } else {
-      callbacks_->Call(d->peer, proc, XdrProc(xdr_nlm4_testargs), &args,
-                       on_reply);
+      callbacks_->Call(d->peer, proc, encoder, &args, on_reply);
     }
+  };
+  if (!Is32BitVersion(d->peer.vers)) {
+    send_granted(nlm4_testargs{}, XdrProc(xdr_nlm4_testargs), range.offset,
+                 range.length);
     return;
   }
   std::optional<Range32> r32 = RangeFor32(range);
@@ -366,21 +371,8 @@ void GrantDelivery::Attempt(uint64_t sequence) {
              "granted range starts past what NLM v1/v3 can express");
     return;
   }
-  nlm_testargs args{};
-  args.cookie = NetobjOf(cookie);
-  args.exclusive = e.exclusive();
-  args.alock.caller_name = const_cast<char*>(caller.c_str());
-  args.alock.fh = NetobjOf(fh);
-  args.alock.oh = NetobjOf(oh);
-  args.alock.svid = static_cast<int>(e.owner().svid());
-  args.alock.l_offset = r32->offset;
-  args.alock.l_len = r32->length;
-  if (use_msg) {
-    callbacks_->Send(d->peer, proc, XdrProc(xdr_nlm_testargs), &args, on_sent);
-  } else {
-    callbacks_->Call(d->peer, proc, XdrProc(xdr_nlm_testargs), &args,
-                     on_reply);
-  }
+  send_granted(nlm_testargs{}, XdrProc(xdr_nlm_testargs), r32->offset,
+               r32->length);
 }
 
 void GrantDelivery::ScheduleRetry(const DeliveryPtr& d) {
