@@ -16,6 +16,7 @@
 #include "gateway/xdr/nlm_prot.h"
 #include "gtest/gtest.h"
 #include "tests/common/server_process.h"
+#include "tests/common/test_pki.h"
 
 namespace lockwarden::gateway {
 namespace {
@@ -30,51 +31,16 @@ std::string Slurp(const std::string& path) {
   return s.str();
 }
 
-class Pki {
+// A CA and a wrong one; the server's and the gateway's certificates.
+class Pki : public ::lockwarden::testing::TestPki {
  public:
-  Pki() {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    dir_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/gateway-pki");
-    Run(absl::StrCat("rm -rf ", dir_, " && mkdir -p ", dir_));
+  Pki() : TestPki("gateway-pki") {
     MakeCa("ca");
     MakeCa("wrong-ca");
     MakeLeaf("server", "ca", "localhost",
              "subjectAltName=DNS:localhost,IP:127.0.0.1");
     MakeLeaf("gateway", "ca", "gw.tls", "extendedKeyUsage=clientAuth");
   }
-  std::string Path(const std::string& name) const {
-    return absl::StrCat(dir_, "/", name);
-  }
-  std::string Pem(const std::string& name) const { return Slurp(Path(name)); }
-  bool ok() const { return ok_; }
-
- private:
-  void Run(const std::string& cmd) {
-    if (std::system(absl::StrCat(cmd, " >/dev/null 2>&1").c_str()) != 0) {
-      ADD_FAILURE() << "command failed: " << cmd;
-      ok_ = false;
-    }
-  }
-  void MakeCa(const std::string& name) {
-    Run(absl::StrCat("cd ", dir_,
-                     " && openssl req -x509 -newkey ec -pkeyopt "
-                     "ec_paramgen_curve:prime256v1 -nodes -keyout ",
-                     name, ".key -out ", name,
-                     ".pem -days 1 -subj /CN=", name));
-  }
-  void MakeLeaf(const std::string& name, const std::string& ca,
-                const std::string& cn, const std::string& ext) {
-    Run(absl::StrCat(
-        "cd ", dir_, " && printf '%s\\n' '", ext, "' > ", name,
-        ".ext && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 ",
-        "-nodes -keyout ", name, ".key -out ", name, ".csr -subj /CN=", cn,
-        " && openssl x509 -req -in ", name, ".csr -CA ", ca, ".pem -CAkey ", ca,
-        ".key -CAcreateserial -out ", name, ".pem -days 1 -extfile ", name,
-        ".ext"));
-  }
-
-  std::string dir_;
-  bool ok_ = true;
 };
 
 class GatewayTlsTest : public ::testing::Test {

@@ -16,57 +16,22 @@
 #include "lockwarden/v1/admin_service.grpc.pb.h"
 #include "server/service/lock_server.h"
 #include "server/store/memory_store.h"
+#include "tests/common/test_pki.h"
 
 namespace lockwarden::service {
 namespace {
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Writes a PKI under a fresh directory; every command must succeed.
-class Pki {
+// Two CAs; the server, an operator (ca) and an intruder (ca2).
+class Pki : public ::lockwarden::testing::TestPki {
  public:
-  Pki() {
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    dir_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/pki");
-    Run(absl::StrCat("rm -rf ", dir_, " && mkdir -p ", dir_));
+  Pki() : TestPki("pki") {
     MakeCa("ca");
     MakeCa("ca2");
-    MakeLeaf("server", "ca", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1");
+    MakeLeaf("server", "ca", "localhost",
+             "subjectAltName=DNS:localhost,IP:127.0.0.1");
     MakeLeaf("operator", "ca", "operator", "extendedKeyUsage=clientAuth");
     MakeLeaf("intruder", "ca2", "intruder", "extendedKeyUsage=clientAuth");
   }
-  std::string Path(const std::string& name) const { return absl::StrCat(dir_, "/", name); }
-  std::string Pem(const std::string& name) const { return Slurp(Path(name)); }
-  bool ok() const { return ok_; }
-
- private:
-  void Run(const std::string& cmd) {
-    if (std::system(absl::StrCat(cmd, " >/dev/null 2>&1").c_str()) != 0) {
-      ADD_FAILURE() << "command failed: " << cmd;
-      ok_ = false;
-    }
-  }
-  void MakeCa(const std::string& name) {
-    Run(absl::StrCat("cd ", dir_, " && openssl req -x509 -newkey ec -pkeyopt ",
-                     "ec_paramgen_curve:prime256v1 -nodes -keyout ", name, ".key -out ", name,
-                     ".pem -days 1 -subj /CN=", name));
-  }
-  void MakeLeaf(const std::string& name, const std::string& ca, const std::string& cn,
-                const std::string& ext) {
-    Run(absl::StrCat("cd ", dir_, " && printf '%s\\n' '", ext, "' > ", name,
-                     ".ext && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 ",
-                     "-nodes -keyout ", name, ".key -out ", name, ".csr -subj /CN=", cn,
-                     " && openssl x509 -req -in ", name, ".csr -CA ", ca, ".pem -CAkey ", ca,
-                     ".key -CAcreateserial -out ", name, ".pem -days 1 -extfile ", name,
-                     ".ext"));
-  }
-  std::string dir_;
-  bool ok_ = true;
 };
 
 class TlsTest : public ::testing::Test {
