@@ -59,7 +59,9 @@ TEST(StandbyReplicaEtcdTest, TakeoverCoreEqualsTheWritersAndARebuild) {
   int64_t now_ms = 0;
   auto commit = [&](const core::Command& cmd) {
     core::Effects fx = writer.Apply(cmd, ++now_ms);
-    if (!fx.delta.empty()) ASSERT_THAT(writer_store->Commit(fx.delta), IsOk());
+    if (!fx.delta.empty()) {
+      ASSERT_THAT(writer_store->Commit(fx.delta), IsOk());
+    }
   };
   // State before the standby starts: loaded by its scan.
   for (int i = 0; i < 40; ++i) commit(Lock(i, i % 2 == 0));
