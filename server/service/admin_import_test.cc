@@ -51,20 +51,6 @@ class AdminImportTest : public ServiceTest {
     return writer->Finish();
   }
 
-  void Mon(const std::string& mon_name) {
-    v1::MonRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_gateway_id("gw-a");
-    r.set_mon_name(mon_name);
-    r.mutable_my_id()->set_my_name("localhost");
-    r.mutable_my_id()->set_my_prog(100021);
-    r.mutable_my_id()->set_my_vers(4);
-    r.mutable_my_id()->set_my_proc(16);
-    r.set_priv(std::string(16, '\x07'));
-    v1::MonResponse resp;
-    ASSERT_TRUE(monitor_->Mon(Ctx().get(), r, &resp).ok());
-  }
-
   v1::Gateway GatewayA() {
     v1::ListGatewaysRequest r;
     r.set_gateway_id("gw-a");

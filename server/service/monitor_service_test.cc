@@ -14,22 +14,6 @@ class MonitorServiceTest : public ServiceTest {
  protected:
   void SetUp() override { StartServer(&store_); }
 
-  v1::MonResponse Mon(const std::string& mon_name, const std::string& my_name = "localhost") {
-    v1::MonRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_gateway_id("gw-a");
-    r.set_mon_name(mon_name);
-    r.mutable_my_id()->set_my_name(my_name);
-    r.mutable_my_id()->set_my_prog(100021);
-    r.mutable_my_id()->set_my_vers(4);
-    r.mutable_my_id()->set_my_proc(16);
-    r.set_priv(std::string(16, '\x07'));
-    v1::MonResponse resp;
-    grpc::Status s = monitor_->Mon(Ctx().get(), r, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return resp;
-  }
-
   v1::NotifyResponse Notify(const std::string& mon_name, int32_t state) {
     v1::NotifyRequest r;
     r.set_request_id(NextRequestId());
