@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,15 +24,10 @@ import unittest
 import urllib.request
 
 from tests.harness import peers
+from tests.harness.procs import free_loopback_port as free_port
 
 DRILL_TIMEOUT_S = 120
 LEADER_TIMEOUT_S = 30.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

@@ -14,13 +14,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
 from tests.harness import peers
+from tests.harness.procs import free_loopback_port as free_port
 
 ROUNDS = 10
 TAKEOVER_TIMEOUT_S = 15.0
@@ -29,12 +29,6 @@ TAKEOVER_TIMEOUT_S = 15.0
 # after the detector's startup allowance (server/replication/
 # failure_detector.h), which is not what this drill measures.
 MIN_LEADER_AGE_S = 1.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

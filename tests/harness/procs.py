@@ -12,6 +12,7 @@ harness is single-threaded.
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -26,6 +27,15 @@ STOP_GRACE_S = 5.0
 
 class HarnessError(Exception):
     """A peer or the environment did not behave as the harness required."""
+
+
+def free_loopback_port():
+    """A TCP port the kernel considers free right now on 127.0.0.1 (bound
+    and released: a daemon started on it may still race another process;
+    callers retry on 'address in use')."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def tail(path, limit=LOG_TAIL_BYTES):
