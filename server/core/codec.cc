@@ -262,4 +262,18 @@ bool ReadEvent(Reader& r, Event* out) {
   }
 }
 
+std::string EncodeImportMarker(const ImportMarker& m) {
+  Writer w;
+  w.U64(m.key_count);
+  w.I64(m.started_ms);
+  w.Bytes(m.source);
+  return std::move(w).Finish();
+}
+
+bool DecodeImportMarker(absl::string_view value, ImportMarker* out) {
+  Reader r(value);
+  return r.Version() && r.U64(&out->key_count) && r.I64(&out->started_ms) &&
+         r.Bytes(&out->source) && r.Done();
+}
+
 }  // namespace lockwarden::core::codec

@@ -5,6 +5,10 @@
 // zero-padded, so key order is numeric order):
 //   m/counters          Counters: next fencing token, next event sequence,
 //                       next id, events dropped
+//   m/import            present only while a staged snapshot import is
+//                       writing the store (first commit puts it, last
+//                       commit deletes it): the other records are then a
+//                       mix of the old and the new state (lock_core.h)
 //   l/<token>           a granted lock; its fencing token is its id
 //   w/<id>              a waiter (blocked LOCK); FIFO order per file = id
 //   s/<id>              a share reservation
@@ -36,7 +40,9 @@
 //             bytes gateway, i32 client_state, i64 granted_ms
 //   client:   i32 nsm_state
 //   gateway:  i32 nsm_state, i64 grace_until_ms, u64 n,
-//             n x (bytes client, bool reclaimed, bool done)
+//             n x (bytes client, bool reclaimed, bool done),
+//             [bool draining]  (optional: present, and 1, only while the
+//             identity is drained; records without it read as not drained)
 //   monitor:  bytes gateway, bytes mon_name, bytes my_name, u64 my_prog,
 //             u64 my_vers, u64 my_proc, bytes priv
 //   event:    bytes gateway, i64 created_ms, u8 kind, then
@@ -47,6 +53,7 @@
 //             kind 2 Status:   bytes mon_name, i32 state, bytes my_name,
 //                              u64 my_prog, u64 my_vers, u64 my_proc,
 //                              bytes priv
+//   import:   u64 key_count, i64 started_ms, bytes source
 //   dedup:    bytes request_id, u8 command_kind, reply
 //   reply:    u8 status, bytes message, bool has_holder,
 //             [owner, u64 offset, u64 length, bool exclusive],
@@ -63,11 +70,13 @@
 
 #include "absl/strings/string_view.h"
 #include "server/core/types.h"
+#include "server/core/views.h"
 
 namespace lockwarden::core::codec {
 
 inline constexpr uint8_t kVersion = 1;
 inline constexpr absl::string_view kCountersKey = "m/counters";
+inline constexpr absl::string_view kImportMarkerKey = "m/import";
 inline constexpr char kLockPrefix[] = "l/";
 inline constexpr char kWaiterPrefix[] = "w/";
 inline constexpr char kSharePrefix[] = "s/";
@@ -134,6 +143,9 @@ class Reader {
 
 void WriteReply(Writer& w, const Reply& r);
 bool ReadReply(Reader& r, Reply* out);
+
+std::string EncodeImportMarker(const ImportMarker& m);
+bool DecodeImportMarker(absl::string_view value, ImportMarker* out);
 
 void WriteEvent(Writer& w, const Event& e);  // gateway, created_ms, body.
 bool ReadEvent(Reader& r, Event* out);

@@ -96,6 +96,10 @@ std::optional<Reply> LockCore::CheckTarget(const std::string& gateway,
 
 Effects LockCore::Apply(const Command& cmd, int64_t now_ms) {
   Effects fx;
+  if (import_marker_.has_value()) {
+    fx.reply = Invalid("the lock state is being replaced by a snapshot import");
+    return fx;
+  }
   fx.delta.reserve(4);
   fx_ = &fx;
   now_ms_ = now_ms;
@@ -147,6 +151,9 @@ Reply LockCore::Dispatch(const Command& cmd) {
           return DoForceRelease(c);
         }
         if constexpr (std::is_same_v<T, EndGraceCmd>) return DoEndGrace(c);
+        if constexpr (std::is_same_v<T, DrainGatewayCmd>) {
+          return DoDrainGateway(c);
+        }
       },
       cmd);
 }
@@ -161,6 +168,13 @@ Reply LockCore::DoLock(const LockCmd& c) {
   }
   std::optional<GatewayId> gw = GatewayFor(c.gateway);
   if (!gw) return NoLocks("gateways_max");
+  if (c.block && gateways_[*gw].draining) {
+    // A drained identity queues no new waiter: the LOCK is answered as a
+    // non-blocking one (granted at once or DENIED naming the holder).
+    LockCmd now = c;
+    now.block = false;
+    return DoLock(now);
+  }
   if (GraceRefuses(*gw, c.owner.client, c.reclaim)) {
     return Status(LockStatus::kGrace, "grace period");
   }
@@ -327,6 +341,9 @@ Reply LockCore::DoCancel(const CancelCmd& c) {
 }
 
 Reply LockCore::Test(const TestQuery& q, int64_t now_ms) const {
+  if (import_marker_.has_value()) {
+    return Invalid("the lock state is being replaced by a snapshot import");
+  }
   if (auto r = CheckTarget(q.gateway, q.fh, &q.owner)) return *r;
   auto g = gateway_ids_.find(q.gateway);
   if (g != gateway_ids_.end() &&

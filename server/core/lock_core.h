@@ -102,6 +102,22 @@ class LockCore {
   // Rebuild. Run CheckInvariants() before serving from it.
   absl::Status ApplyRecords(const std::vector<RecordChange>& changes);
 
+  // ---- Staged snapshot import (lock_core_import.cc) ----
+  // A snapshot import writes the store in several commits (one cannot hold
+  // a large state): the first puts the marker record (codec.h "m/import"),
+  // the last deletes it; in between the store holds a mix of the old and
+  // the new records. Rebuild() of such a store, and ApplyRecords() on a
+  // replica that sees the marker appear, give an *interrupted* core: it
+  // keeps every record verbatim (Snapshot() returns them), decodes only the
+  // counters and the gateway identities (so an import can keep counters
+  // and NSM state numbers from going backwards), holds no lock state, and
+  // answers every Apply/Test with kInvalid. The service refuses to serve
+  // from it until an import completes (the marker is deleted: the core is
+  // rebuilt from the records) or is abandoned.
+  const std::optional<ImportMarker>& interrupted_import() const {
+    return import_marker_;
+  }
+
   // Deterministic human-readable dump of the whole state (no interned ids).
   std::string DebugString() const;
 
@@ -227,6 +243,9 @@ class LockCore {
   Reply DoBump(const std::string& gateway);
   // kNotFound (unknown identity), kGrace (not in grace) or lifts grace.
   Reply DoEndGrace(const EndGraceCmd& c);
+  // kNotFound (unknown identity) or sets the drain flag (written only when
+  // it changes).
+  Reply DoDrainGateway(const DrainGatewayCmd& c);
   std::optional<GatewayId> GatewayFor(const std::string& name);
   bool InGrace(const GatewayState& g) const;
   // Grace bookkeeping for a request through `gid`; true = refuse (kGrace).
@@ -272,6 +291,14 @@ class LockCore {
   void RememberReply(const std::string& request_id, uint8_t kind,
                      const Reply& reply);
   absl::Status RebuildRecord(const std::string& key, const std::string& value);
+  // An interrupted-import core over `records` (which hold the marker).
+  static absl::StatusOr<LockCore> FromInterruptedImport(
+      CoreOptions options, std::map<std::string, std::string> records);
+  // ApplyRecords for a commit that writes the marker, or any commit while
+  // interrupted: applies it to the verbatim records and rebuilds. nullopt
+  // for an ordinary commit.
+  std::optional<absl::Status> ApplyImportRecords(
+      const std::vector<RecordChange>& changes);
   absl::Status FinishRebuild();
 
   // ---- Checks (lock_core_check.cc) ----
@@ -310,6 +337,12 @@ class LockCore {
   size_t waiter_count_ = 0;
   size_t monitor_count_ = 0;
   size_t event_count_ = 0;
+
+  // Set only in an interrupted-import core; then import_records_ holds
+  // every persisted record (marker included) and the state above is empty
+  // but for counters_ and gateways_.
+  std::optional<ImportMarker> import_marker_;
+  std::map<std::string, std::string> import_records_;
 
   // Scratch of the Apply in progress.
   int64_t now_ms_ = 0;

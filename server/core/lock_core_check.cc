@@ -218,7 +218,14 @@ absl::Status LockCore::CheckDedupIndex() const {
 }
 
 std::string LockCore::DebugString() const {
-  std::string out = absl::StrCat(
+  std::string out;
+  if (import_marker_.has_value()) {
+    absl::StrAppend(&out, "interrupted import keys=", import_marker_->key_count,
+                    " started=", import_marker_->started_ms, " source=",
+                    absl::CEscape(import_marker_->source), " records=",
+                    import_records_.size(), "\n");
+  }
+  absl::StrAppend(&out, 
       "counters token=", counters_.next_token,
       " event=", counters_.next_event_sequence, " id=", counters_.next_id,
       " dropped=", counters_.events_dropped, "\n");
@@ -228,7 +235,8 @@ std::string LockCore::DebugString() const {
   };
   for (const GatewayInfo& g : ListGateways()) {
     absl::StrAppend(&out, "gateway ", absl::CEscape(g.name), " state=",
-                    g.nsm_state, " grace_until=", g.grace_until_ms, " ledger=");
+                    g.nsm_state, " grace_until=", g.grace_until_ms,
+                    g.draining ? " draining" : "", " ledger=");
     for (const LedgerEntry& e : g.ledger) {
       absl::StrAppend(&out, absl::CEscape(e.client), "(", e.reclaimed, e.done,
                       ")");

@@ -388,6 +388,24 @@ Reply LockCore::DoEndGrace(const EndGraceCmd& c) {
   return r;
 }
 
+Reply LockCore::DoDrainGateway(const DrainGatewayCmd& c) {
+  if (auto r = CheckName("gateway", c.gateway)) return *r;
+  Reply r;
+  auto it = gateway_ids_.find(c.gateway);
+  if (it == gateway_ids_.end()) {
+    r.status = LockStatus::kNotFound;
+    r.message = "unknown gateway identity";
+    return r;
+  }
+  GatewayState& g = gateways_[it->second];
+  r.nsm_state = g.nsm_state;
+  if (g.draining != c.drain) {
+    g.draining = c.drain;
+    PutGateway(g);
+  }
+  return r;
+}
+
 Reply LockCore::Stat(absl::string_view gateway) const {
   auto it = gateway_ids_.find(std::string(gateway));
   return WithState(it == gateway_ids_.end() ? 1

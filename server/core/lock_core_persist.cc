@@ -107,6 +107,9 @@ std::string LockCore::GatewayValue(const GatewayState& g) const {
     w.Bool(flags.reclaimed);
     w.Bool(flags.done);
   }
+  // Optional trailing field, written only while draining so records of
+  // identities that never drained keep the format written before it.
+  if (g.draining) w.Bool(true);
   return std::move(w).Finish();
 }
 
@@ -211,6 +214,7 @@ void LockCore::RememberReply(const std::string& request_id, uint8_t kind,
 // ---- Snapshot --------------------------------------------------------------
 
 std::map<std::string, std::string> LockCore::Snapshot() const {
+  if (import_marker_.has_value()) return import_records_;
   std::map<std::string, std::string> out;
   // A fresh core has persisted nothing, not even its counters.
   if (counters_ != internal::Counters{}) {

@@ -342,6 +342,18 @@ std::string RandomRun::Step() {
     model_.Ack(g.token, outcome);
     return Check(c, LockStatus::kGranted, nullptr);
   }
+  if (roll < 88 && Chance(20)) {
+    last_op_ = "drain";
+    const int gw = Uniform(0, kGateways - 1);
+    const bool drain = Chance(30);
+    bool known = false;
+    for (const GatewayInfo& g : core_.ListGateways()) {
+      known = known || g.name == GatewayName(gw);
+    }
+    if (known) model_.gateways[gw].draining = drain;
+    return Check(DrainGatewayCmd{"", GatewayName(gw), drain},
+                 known ? LockStatus::kGranted : LockStatus::kNotFound, nullptr);
+  }
   if (roll < 92 || !nsm_) {
     last_op_ = "tick";
     now_ += Uniform(0, 30);
@@ -549,6 +561,11 @@ std::string RandomRun::CompareState() {
       want_shares.emplace_back(x.client, x.oh, x.access, x.deny, x.gw);
     }
     if (want_shares != sh[f]) return absl::StrCat("shares of f", f, " differ");
+  }
+  for (const GatewayInfo& g : core_.ListGateways()) {
+    if (g.draining != model_.gateways[g.name[1] - '0'].draining) {
+      return absl::StrCat("drain flag of gateway ", g.name, " differs");
+    }
   }
   if (nsm_) {
     for (const GatewayInfo& g : core_.ListGateways()) {

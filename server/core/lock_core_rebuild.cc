@@ -52,6 +52,13 @@ bool ReadU32(Reader& r, uint32_t* v) {
 absl::StatusOr<LockCore> LockCore::Rebuild(
     CoreOptions options,
     const std::vector<std::pair<std::string, std::string>>& persisted) {
+  for (const auto& kv : persisted) {
+    if (kv.first == codec::kImportMarkerKey) {
+      return FromInterruptedImport(
+          std::move(options),
+          std::map<std::string, std::string>(persisted.begin(), persisted.end()));
+    }
+  }
   LockCore core(std::move(options));
   // Records are applied family by family (counters, gateways, clients, ...)
   // and in key order within a family. Bucketing by family keeps this linear;
@@ -131,6 +138,11 @@ absl::Status LockCore::RebuildRecord(const std::string& key,
         return Corrupt(key, "malformed ledger");
       }
       g.ledger[client] = flags;
+    }
+    // Optional trailing `draining`: absent means false; writers add it only
+    // as `true`, so a trailing `false` is as corrupt as any extra byte.
+    if (!r.Done() && (!r.Bool(&g.draining) || !g.draining)) {
+      return Corrupt(key, "malformed drain flag");
     }
     if (!r.Done()) return Corrupt(key, "trailing bytes");
     if ((g.nsm_state & 1) == 0) return Corrupt(key, "even NSM state");

@@ -51,6 +51,8 @@ bool FileOf(const std::string& value, std::string* fh) {
 }  // namespace
 
 absl::Status LockCore::ApplyRecords(const std::vector<RecordChange>& changes) {
+  // A staged snapshot import (lock_core_import.cc).
+  if (std::optional<absl::Status> s = ApplyImportRecords(changes)) return *s;
   std::vector<const RecordChange*> order;
   order.reserve(changes.size());
   for (const RecordChange& c : changes) {

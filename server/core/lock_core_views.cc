@@ -203,7 +203,7 @@ std::vector<GatewayInfo> LockCore::ListGateways() const {
   std::vector<GatewayInfo> rows;
   for (const GatewayState& g : gateways_) {
     GatewayInfo info{g.name, g.nsm_state, g.grace_until_ms, {},
-                     g.outbox.size()};
+                     g.outbox.size(), g.draining};
     for (const auto& [client, flags] : g.ledger) {
       info.ledger.push_back({client, flags.reclaimed, flags.done});
     }

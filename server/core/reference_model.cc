@@ -156,6 +156,7 @@ void ReferenceModel::Record(int client, int32_t state) {
 }
 
 LockStatus ReferenceModel::Lock(const ModelReq& r, bool block) {
+  if (gateways[r.gw].draining) block = false;  // Drained: never queue.
   if (GraceRefuses(r.gw, ClientOf(r.owner), r.reclaim)) {
     return LockStatus::kGrace;
   }

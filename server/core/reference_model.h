@@ -99,6 +99,7 @@ struct ModelGateway {
   int32_t nsm_state = 1;
   int64_t grace_until = 0;
   std::map<int, std::pair<bool, bool>> ledger;  // client -> reclaimed, done.
+  bool draining = false;  // DrainGatewayCmd: a blocking LOCK does not wait.
 };
 
 class ReferenceModel {

@@ -117,6 +117,7 @@ struct GatewayState {
   int32_t nsm_state = 1;
   int64_t grace_until_ms = 0;  // 0 = no grace.
   absl::btree_map<std::string, LedgerFlags> ledger;
+  bool draining = false;  // Persisted (optional trailing field).
   absl::btree_map<MonitorKey, MonitorEntry> monitors;
   absl::btree_map<uint64_t, Event> outbox;
   size_t waiters = 0;  // Derived: waiters queued through this identity.

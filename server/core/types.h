@@ -223,6 +223,16 @@ struct EndGraceCmd {  // Admin: end a gateway identity's grace period now.
   std::string gateway;
 };
 
+// Admin: drain (or undrain) a gateway identity for maintenance. While
+// draining, a blocking LOCK through it that cannot be granted at once is
+// answered like a non-blocking one (DENIED): no new waiter queues, so its
+// queue only empties. Persisted in the identity's record (codec.h).
+struct DrainGatewayCmd {
+  std::string request_id;
+  std::string gateway;
+  bool drain = true;
+};
+
 struct ForceReleaseCmd {  // Admin.
   enum class Target : uint8_t { kLock = 0, kOwner = 1, kClient = 2, kFile = 3 };
   std::string request_id;
@@ -237,8 +247,9 @@ using Command =
     std::variant<LockCmd, UnlockCmd, CancelCmd, ShareCmd, UnshareCmd,
                  FreeAllCmd, MonCmd, UnmonCmd, UnmonAllCmd, NotifyCmd,
                  SimuCrashCmd, ResetGatewayCmd, AckEventCmd, TickCmd,
-                 ForceReleaseCmd, EndGraceCmd>;  // Append only: the index
-                                                 // is persisted (dedup).
+                 ForceReleaseCmd, EndGraceCmd,
+                 DrainGatewayCmd>;  // Append only: the index is
+                                    // persisted (dedup).
 
 // ---- Replies and events ---------------------------------------------------
 

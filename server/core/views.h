@@ -97,6 +97,14 @@ struct GatewayInfo {
   int64_t grace_until_ms = 0;  // 0 = not in grace.
   std::vector<LedgerEntry> ledger;
   size_t pending_events = 0;
+  bool draining = false;  // DrainGatewayCmd: no new waiters through it.
+};
+
+// The marker record of a staged snapshot import (codec.h "m/import").
+struct ImportMarker {
+  uint64_t key_count = 0;  // Records of the state being imported.
+  int64_t started_ms = 0;  // Service clock when the import began.
+  std::string source;      // Who started it and why (audit text).
 };
 
 struct CoreCounters {
