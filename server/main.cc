@@ -38,6 +38,9 @@ struct Flags {
   int64_t probe_interval_ms = 100;
   int64_t probe_timeout_ms = 200;
   int probe_failures = 3;
+  int64_t probe_min_unresponsive_ms = 1000;
+  service::ProbeTlsOptions probe_tls;
+  std::string probe_tls_server_name;
   std::string server_id;
   std::string version = "dev";
   std::string log_level = "info";
@@ -77,6 +80,23 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "with --store=etcd: consecutive failed probes before a standby deposes "
                  "the leader (fencing keeps a wrong suspicion safe)")
       ->capture_default_str();
+  app.add_option("--probe-min-unresponsive-ms", f.probe_min_unresponsive_ms,
+                 "with --store=etcd: failed probes that include a timeout "
+                 "depose the leader only once they span this long "
+                 "(refused connections do not wait)")
+      ->capture_default_str();
+  app.add_option("--probe-tls-ca", f.probe_tls.ca_file,
+                 "with --store=etcd and TLS: PEM CA the leader's certificate "
+                 "must chain to for the standbys' health probes "
+                 "(default: --tls-ca, else the system roots)");
+  app.add_option("--probe-tls-cert", f.probe_tls.cert_file,
+                 "with --store=etcd and TLS: client certificate the probes "
+                 "present (default: --tls-cert with --tls-require-client-cert)");
+  app.add_option("--probe-tls-key", f.probe_tls.key_file,
+                 "PEM private key of --probe-tls-cert");
+  app.add_option("--probe-tls-server-name", f.probe_tls_server_name,
+                 "with --store=etcd and TLS: name the leader's certificate "
+                 "carries when it is not the host of its --advertise-address");
   app.add_option("--server-id", f.server_id, "this server's id (default: host name)");
   app.add_option("--grace-period-ms", f.options.core.grace_period_ms,
                  "grace period after a real loss of lock state (SIMU_CRASH, reset)")
@@ -139,7 +159,22 @@ int RunReplicated(Flags& f, const sigset_t& signals, const Clock& clock) {
   ha.probe_interval = absl::Milliseconds(f.probe_interval_ms);
   ha.probe_timeout = absl::Milliseconds(f.probe_timeout_ms);
   ha.probe_failures = f.probe_failures;
+  ha.probe_min_unresponsive = absl::Milliseconds(f.probe_min_unresponsive_ms);
   ha.listener_tls = f.tls.enabled();
+  if (ha.listener_tls) {
+    // The probes must pass the same TLS the leader's listener demands.
+    service::ProbeTlsOptions probe = f.probe_tls;
+    if (probe.ca_file.empty()) probe.ca_file = f.tls.ca_file;
+    if (probe.cert_file.empty() && probe.key_file.empty() &&
+        f.tls.require_client_cert) {
+      probe.cert_file = f.tls.cert_file;
+      probe.key_file = f.tls.key_file;
+    }
+    auto credentials = service::MakeProbeCredentials(probe);
+    if (!credentials.ok()) return Fail(credentials.status());
+    ha.probe_credentials = *credentials;
+    ha.probe_tls_server_name = f.probe_tls_server_name;
+  }
   if (ha.server.server_id.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);

@@ -1,13 +1,14 @@
 #include "server/service/ha_server.h"
 
+#include <grpcpp/health_check_service_interface.h>
+
 #include <optional>
 #include <utility>
-
-#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "server/service/tls.h"
 #include "server/store/etcd_store.h"
 
 namespace lockwarden::service {
@@ -52,6 +53,32 @@ class HaLockServer::StandbyService final : public grpc::CallbackGenericService {
 
   HaLockServer* const owner_;
 };
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeProbeCredentials(
+    const ProbeTlsOptions& options) {
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--probe-tls-cert and --probe-tls-key must be given together");
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.ca_file.empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadPemFile("--probe-tls-ca", options.ca_file);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (!options.cert_file.empty()) {
+    absl::StatusOr<std::string> cert =
+        ReadPemFile("--probe-tls-cert", options.cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key =
+        ReadPemFile("--probe-tls-key", options.key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
+}
 
 HaLockServer::HaLockServer(HaServerOptions options, const Clock* clock)
     : options_(std::move(options)), clock_(clock) {}
@@ -101,9 +128,14 @@ absl::StatusOr<std::unique_ptr<HaLockServer>> HaLockServer::Start(
             {"advertise", s->options_.advertise_address},
             {"lease_ttl_ms", absl::ToInt64Milliseconds(s->options_.lease_ttl)},
             {"fast_failover", s->detector_ != nullptr},
-            {"probe_interval_ms", absl::ToInt64Milliseconds(s->options_.probe_interval)},
-            {"probe_timeout_ms", absl::ToInt64Milliseconds(s->options_.probe_timeout)},
-            {"probe_failures", s->options_.probe_failures}});
+            {"probe_interval_ms",
+             absl::ToInt64Milliseconds(s->options_.probe_interval)},
+            {"probe_timeout_ms",
+             absl::ToInt64Milliseconds(s->options_.probe_timeout)},
+            {"probe_failures", s->options_.probe_failures},
+            {"probe_min_unresponsive_ms",
+             absl::ToInt64Milliseconds(s->options_.probe_min_unresponsive)},
+            {"probe_tls", s->options_.probe_credentials != nullptr}});
   return s;
 }
 
@@ -130,7 +162,9 @@ absl::Status HaLockServer::StartDetector() {
   detector.probe_interval = options_.probe_interval;
   detector.probe_timeout = options_.probe_timeout;
   detector.failures_to_depose = options_.probe_failures;
+  detector.min_unresponsive_span = options_.probe_min_unresponsive;
   detector.credentials = options_.probe_credentials;
+  detector.tls_server_name = options_.probe_tls_server_name;
   auto d = replication::LeaderFailureDetector::Start(election_.get(), detector);
   if (!d.ok()) return d.status();
   detector_ = *std::move(d);

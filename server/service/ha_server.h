@@ -65,16 +65,34 @@ struct HaServerOptions {
   absl::Duration probe_interval = replication::kDefaultProbeInterval;
   absl::Duration probe_timeout = replication::kDefaultProbeTimeout;
   int probe_failures = replication::kDefaultFailuresToDepose;
+  absl::Duration probe_min_unresponsive =
+      replication::kDefaultMinUnresponsiveSpan;
   // The listener uses TLS (server.credentials are not plaintext). Probes
   // then need probe_credentials (trusting the servers' certificates for
   // their advertised names); without them the detector is off and only
   // the lease replaces a dead leader.
   bool listener_tls = false;
-  std::shared_ptr<grpc::ChannelCredentials> probe_credentials;
+  std::shared_ptr<grpc::ChannelCredentials>
+      probe_credentials;              // MakeProbeCredentials.
+  std::string probe_tls_server_name;  // See FailureDetectorOptions.
   // Standbys keep a warm copy of the state (replication/standby_replica.h)
   // and hand it to the leader's server at takeover instead of reloading.
   bool warm_standby = true;
 };
+
+// How standbys' health probes reach a TLS leader (--probe-tls-*): the CA
+// the leader's certificate must chain to, and the client certificate to
+// present when the servers require one (--tls-require-client-cert).
+struct ProbeTlsOptions {
+  std::string ca_file;    // Empty: the system roots.
+  std::string cert_file;  // With key_file, or neither.
+  std::string key_file;
+};
+
+// SSL channel credentials for the probes. INVALID_ARGUMENT naming the flag
+// for a cert without a key (or the reverse) and unreadable PEM files.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeProbeCredentials(
+    const ProbeTlsOptions& options);
 
 class HaLockServer final : public LeadershipControl {
  public:
