@@ -224,11 +224,12 @@ void LeaderFailureDetector::Step(Watched& w, absl::Time& next_refresh) {
   }
   if (w.channel == nullptr) return;  // No leader, or it is us.
   const ProbeResult probe = Probe(w);
+  if (probe.outcome != ProbeOutcome::kMisconfigured) w.misconfigured = 0;
   {
     absl::MutexLock lock(&mu_);
     ++stats_.probes;
     if (probe.outcome == ProbeOutcome::kDead) ++stats_.failed_probes;
-    stats_.misconfigured = probe.outcome == ProbeOutcome::kMisconfigured;
+    if (probe.outcome != ProbeOutcome::kMisconfigured) stats_.misconfigured = false;
   }
   if (probe.outcome == ProbeOutcome::kServing) {
     w.seen_serving = true;
@@ -286,16 +287,21 @@ void LeaderFailureDetector::Step(Watched& w, absl::Time& next_refresh) {
   next_refresh = absl::InfinitePast();  // Find the successor at once.
 }
 
-void LeaderFailureDetector::RecordMisconfigured(const Watched& w,
+void LeaderFailureDetector::RecordMisconfigured(Watched& w,
                                                 const absl::Status& error) {
+  const bool persistent = ++w.misconfigured >= kMisconfigReportAfter;
   {
     absl::MutexLock lock(&mu_);
     ++stats_.misconfigured_probes;
     stats_.last_misconfiguration = Truncated(error);
+    stats_.misconfigured = persistent;
   }
   ++misconfig_unlogged_;
   const absl::Time now = absl::Now();
-  if (now - misconfig_logged_at_ < kMisconfigLogInterval) return;
+  if (!persistent ||
+      now - misconfig_logged_at_ < kMisconfigLogInterval) {
+    return;
+  }
   LogEvent(
       LogLevel::kError, "leader_probe_misconfigured",
       {{"leader", w.leader.server_id},

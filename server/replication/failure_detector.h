@@ -26,8 +26,9 @@
 // failure, UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, an unknown
 // health service, a reachable port that resets the gRPC connection) is a
 // misconfigured probe (kMisconfigured): the leader's process is there, the
-// probe is wrong. It never deposes; it is logged as an error at most once
-// per kMisconfigLogInterval, counted in stats() (exported as
+// probe is wrong. It never deposes; once kMisconfigReportAfter probes in a
+// row were misconfigured it is logged as an error at most once per
+// kMisconfigLogInterval, counted in stats() (exported as
 // lockwarden_replication_probes_total{outcome="misconfigured"}), and the
 // lease is left to replace a leader that really dies meanwhile. A gRPC
 // UNAVAILABLE is told apart by a bare TCP connection to the leader's address
@@ -93,6 +94,10 @@ inline constexpr int kMaxFailuresToDepose = 100;
 inline constexpr absl::Duration kDefaultMinUnresponsiveSpan = absl::Seconds(1);
 // A misconfigured probe is logged as an error at most this often.
 inline constexpr absl::Duration kMisconfigLogInterval = absl::Seconds(30);
+// ... and only once this many probes in a row were misconfigured: a single
+// one is also what a connection accepted by a listener that is closing
+// (a leader handing its port over during a takeover) looks like.
+inline constexpr int kMisconfigReportAfter = 3;
 // Longest probe error text kept in the stats.
 inline constexpr size_t kProbeErrorBytesMax = 512;
 // grpc.health.v1's overall status: the process is alive and answering.
@@ -150,7 +155,8 @@ struct FailureDetectorStats {
   uint64_t failed_probes = 0;         // kDead outcomes.
   uint64_t misconfigured_probes = 0;  // kMisconfigured outcomes.
   uint64_t deposes = 0;
-  // The last probe was kMisconfigured (cleared by any other outcome).
+  // The last kMisconfigReportAfter probes were kMisconfigured (cleared by
+  // any other outcome).
   bool misconfigured = false;
   // The last misconfigured probe's error (at most kProbeErrorBytesMax).
   std::string last_misconfiguration;
@@ -179,6 +185,7 @@ class LeaderFailureDetector {
     int failures = 0;              // Consecutive kDead outcomes.
     absl::Time first_failure;      // Of the current run.
     bool run_has_timeout = false;  // The run includes a probe timeout.
+    int misconfigured = 0;         // Consecutive kMisconfigured outcomes.
     std::shared_ptr<grpc::Channel> channel;
   };
 
@@ -195,7 +202,7 @@ class LeaderFailureDetector {
     absl::Status error;  // OK when serving.
   };
   ProbeResult Probe(const Watched& w) const;
-  void RecordMisconfigured(const Watched& w, const absl::Status& error);
+  void RecordMisconfigured(Watched& w, const absl::Status& error);
   bool Stopping() const;
 
   // Constant after construction.

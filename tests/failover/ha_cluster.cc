@@ -116,7 +116,11 @@ std::shared_ptr<grpc::Channel> HaCluster::Channel(int i) const {
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // A fresh connection.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  return grpc::CreateCustomChannel(address(i), grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address(i),
+                                   options_.client_credentials != nullptr
+                                       ? options_.client_credentials
+                                       : grpc::InsecureChannelCredentials(),
+                                   args);
 }
 
 absl::Status HaCluster::StartServer(int i) {

@@ -41,6 +41,9 @@ struct HaClusterOptions {
   // Each server reaches each etcd member through its own TcpProxy, so a
   // test can cut one server off from etcd (CutFromEtcd) and heal it.
   bool proxy_etcd = false;
+  // How the test reaches the servers (TLS when the servers get --tls-*
+  // in extra_args); null = plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> client_credentials;
 };
 
 class HaCluster {
