@@ -21,6 +21,12 @@ Usage (root; prints figures, asserts nothing):
   python3 bench/nlm_bench.py [--runs 5] [--seconds 3] [--clients 1,16,64]
       [--systems lockwarden,ganesha] [--transports tcp,udp]
       [--perf-dir DIR]   # perf record -g of server and gateway per run
+      [--gateway-flags='--io-threads=1']   # extra gateway flags
+      [--bin-dir-b DIR [--gateway-flags-b=...]]   # A/B: a second lockwarden
+
+With --bin-dir-b (or --gateway-flags-b) a second lockwarden ("lockwarden-b",
+on its own host) runs from those binaries/flags, interleaved with the first
+in every round: a before/after comparison under the same machine load.
 
 For lockwarden it also prints the CPU the server and the gateway used per
 pair (utime+stime from /proc/<pid>/stat over the run): unlike pairs/s this
@@ -48,8 +54,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(REPO, 'bazel-out', 'k8-opt', 'bin')
 
 
-def binary(rel_path):
-    path = os.path.join(BIN_DIR, rel_path)
+def binary(rel_path, bin_dir=None):
+    path = os.path.join(bin_dir or BIN_DIR, rel_path)
     if not os.access(path, os.X_OK):
         raise SystemExit('%s not built (see the usage above)' % path)
     return path
@@ -62,17 +68,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def start_lockwarden(host):
+def start_lockwarden(host, bin_dir=None, gateway_flags=()):
     """Returns (file handle, {'server': pid, 'gateway': pid})."""
     data = os.path.join(host.dir, 'lw-data')
-    server = host.start([binary('server/lockwarden-server'),
+    server = host.start([binary('server/lockwarden-server', bin_dir),
                 '--listen=127.0.0.1:7420', '--data-dir=' + data,
                 '--log-level=warn'],
                name='lockwarden-server', tcp_ports=[7420],
                ready_regex=r'listening on port', timeout=30)
-    gateway = host.start([binary('gateway/lockwarden-gateway'), '--name=' + host.name,
+    gateway = host.start([binary('gateway/lockwarden-gateway', bin_dir),
+                '--name=' + host.name,
                 '--server=127.0.0.1:7420', '--nlm-port=%d' % NLM_PORT,
-                '--nsm-port=662', '--portmap-port=111', '--log-level=warn'],
+                '--nsm-port=662', '--portmap-port=111', '--log-level=warn']
+               + list(gateway_flags),
                name='lockwarden-gateway', tcp_ports=[NLM_PORT], udp_ports=[NLM_PORT],
                ready_regex=r'lockwarden-gateway ready', timeout=30)
     return 'aa' * 32, {'server': server.pid, 'gateway': gateway.pid}
@@ -160,21 +168,42 @@ def main():
                     help='where the opt binaries are (default %(default)s)')
     ap.add_argument('--perf-dir', default='',
                     help='perf record -g the lockwarden daemons into DIR')
+    ap.add_argument('--gateway-flags', default='',
+                    help='extra gateway flags, space-separated')
+    ap.add_argument('--bin-dir-b', default='',
+                    help='A/B: also run "lockwarden-b" from these binaries')
+    ap.add_argument('--gateway-flags-b', default=None,
+                    help='A/B: gateway flags of lockwarden-b '
+                    '(default: --gateway-flags)')
     args = ap.parse_args()
     BIN_DIR = args.bin_dir
     print('binaries from %s' % BIN_DIR)
     counts = [int(c) for c in args.clients.split(',')]
     systems = args.systems.split(',')
+    flags_a = args.gateway_flags.split()
+    flags_b = (args.gateway_flags_b.split() if args.gateway_flags_b is not None
+               else flags_a)
+    if args.bin_dir_b or args.gateway_flags_b is not None:
+        systems.insert(systems.index('lockwarden') + 1 if 'lockwarden' in
+                       systems else 0, 'lockwarden-b')
+        print('lockwarden-b: binaries from %s, gateway flags %r' % (
+            args.bin_dir_b or BIN_DIR, flags_b))
     udps = [t == 'udp' for t in args.transports.split(',')]
     netns.cleanup_stale()
-    with netns.Topology(['client', 'lw', 'ganesha']) as topo:
+    with netns.Topology(['client', 'lw', 'lwb', 'ganesha']) as topo:
         client, lw, gan = topo['client'], topo['lw'], topo['ganesha']
         client.start_rpcbind()
         client.start_statd()
-        lw_fh, lw_pids = start_lockwarden(lw)
+        pids = {}
+        lw_fh, pids['lockwarden'] = start_lockwarden(lw, None, flags_a)
+        lwb_fh = None
+        if 'lockwarden-b' in systems:
+            lwb_fh, pids['lockwarden-b'] = start_lockwarden(
+                topo['lwb'], args.bin_dir_b or None, flags_b)
         gan_fh = (start_ganesha(gan, client) if 'ganesha' in systems
                   else None)
         targets = [t for t in (('lockwarden', 'lw', lw_fh),
+                               ('lockwarden-b', 'lwb', lwb_fh),
                                ('ganesha', 'ganesha', gan_fh))
                    if t[0] in systems]
         # Keep the client monitored on both (peer-sandbox.md).
@@ -188,8 +217,10 @@ def main():
                 for run in range(args.runs):
                     for name, host, fh in targets:
                         base = 1000 + run * 1000
-                        lw_run = name == 'lockwarden'
-                        perf = (start_perf(args.perf_dir, lw_pids, udp, c, run)
+                        lw_run = name.startswith('lockwarden')
+                        lw_pids = pids.get(name, {})
+                        perf = (start_perf(os.path.join(args.perf_dir, name),
+                                           lw_pids, udp, c, run)
                                 if lw_run and args.perf_dir else [])
                         before = ({k: cpu_seconds(p) for k, p in lw_pids.items()}
                                   if lw_run else {})
@@ -220,10 +251,11 @@ def main():
                         'udp' if udp else 'tcp', c, name, pairs,
                         statistics.median(r[1] for r in rs),
                         statistics.median(r[2] for r in rs), ' | '.join(cpus)))
-                if len(med) == 2:
-                    print('| %s | %d | ratio lockwarden/ganesha | %.2f | | | | |'
-                          % ('udp' if udp else 'tcp', c,
-                             med['lockwarden'] / med['ganesha']))
+                for name in ('lockwarden', 'lockwarden-b'):
+                    if name in med and 'ganesha' in med:
+                        print('| %s | %d | ratio %s/ganesha | %.2f | | | | |'
+                              % ('udp' if udp else 'tcp', c, name,
+                                 med[name] / med['ganesha']))
 
 
 if __name__ == '__main__':

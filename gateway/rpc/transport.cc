@@ -2,10 +2,8 @@
 
 #include <sys/socket.h>
 
-#include <array>
 #include <cerrno>
 #include <chrono>
-#include <deque>
 #include <optional>
 #include <utility>
 
@@ -14,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "gateway/rpc/transport_internal.h"
 
 namespace lockwarden::gateway {
 namespace {
@@ -23,7 +22,6 @@ using asio::ip::udp;
 
 // Largest UDP payload (65535 - 8 byte UDP header - 20 byte IPv4 header).
 constexpr size_t kMaxDatagramBytes = 65507;
-constexpr size_t kTcpReadChunkBytes = 16 * 1024;
 // Attempts at finding an ephemeral port free for both UDP and TCP.
 constexpr int kEphemeralBindAttempts = 8;
 // Back-off after accept() fails (e.g. out of descriptors).
@@ -36,38 +34,6 @@ absl::Status OsError(absl::string_view what, const asio::error_code& ec) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
-
-struct RpcServer::Shared {
-  Shared(asio::io_context& io_in, Dispatcher& dispatcher_in,
-         RpcServerOptions options_in)
-      : io(io_in), dispatcher(dispatcher_in), options(std::move(options_in)) {}
-
-  void OnConnectionClosed(uint64_t id) {
-    absl::MutexLock lock(&mu);
-    connections.erase(id);
-  }
-  void Count(uint64_t RpcServerStats::*counter) {
-    absl::MutexLock lock(&mu);
-    ++(stats.*counter);
-  }
-
-  asio::io_context& io;
-  Dispatcher& dispatcher;
-  const RpcServerOptions options;
-  // Calls dispatched and not yet answered (UDP + TCP), for Drain.
-  std::atomic<size_t> calls_in_flight{0};
-
-  absl::Mutex mu;
-  bool started ABSL_GUARDED_BY(mu) = false;
-  bool stopped ABSL_GUARDED_BY(mu) = false;
-  bool draining ABSL_GUARDED_BY(mu) = false;
-  RpcServerStats stats ABSL_GUARDED_BY(mu);
-  uint64_t next_connection_id ABSL_GUARDED_BY(mu) = 1;
-  absl::flat_hash_map<uint64_t, std::weak_ptr<TcpConnection>> connections
-      ABSL_GUARDED_BY(mu);
-  std::shared_ptr<UdpEndpoint> udp ABSL_GUARDED_BY(mu);
-  std::shared_ptr<TcpAcceptor> acceptor ABSL_GUARDED_BY(mu);
-};
 
 // One UDP socket: receive, dispatch, reply to the source.
 class RpcServer::UdpEndpoint
@@ -209,210 +175,6 @@ class RpcServer::UdpEndpoint
   udp::endpoint sender_;
   bool receiving_ = true;  // strand only
   std::atomic<size_t> in_flight_{0};
-};
-
-// One TCP connection; every member is used on the socket's strand only.
-class RpcServer::TcpConnection
-    : public std::enable_shared_from_this<TcpConnection> {
- public:
-  TcpConnection(std::shared_ptr<Shared> shared, uint64_t id, tcp::socket socket)
-      : shared_(std::move(shared)),
-        id_(id),
-        socket_(std::move(socket)),
-        idle_timer_(socket_.get_executor()),
-        decoder_(shared_->options.max_record_bytes) {
-    asio::error_code ec;
-    tcp::endpoint peer = socket_.remote_endpoint(ec);
-    context_.transport = TransportKind::kTcp;
-    const asio::ip::address address = NormalizeAddress(peer.address());
-    context_.peer_address = address.to_string();
-    context_.peer_port = peer.port();
-    context_.peer_is_loopback = address.is_loopback();
-    const tcp::endpoint local = socket_.local_endpoint(ec);
-    context_.local_address = NormalizedAddressString(local.address());
-    context_.local_port = local.port();
-  }
-
-  void Start() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->last_activity_ = std::chrono::steady_clock::now();
-      self->ArmIdleTimer(self->IdleTimeout());
-      self->Read();
-    });
-  }
-
-  void CloseFromOutside() {
-    asio::post(socket_.get_executor(),
-               [self = shared_from_this()] { self->Close(); });
-  }
-
-  // Reads no new calls; closes once every call in flight is answered and
-  // written.
-  void BeginDrain() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->draining_ = true;
-      self->MaybeFinishDrain();
-    });
-  }
-
- private:
-  std::chrono::steady_clock::duration IdleTimeout() const {
-    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        absl::ToChronoNanoseconds(shared_->options.tcp_idle_timeout));
-  }
-
-  void MaybeFinishDrain() {
-    if (draining_ && in_flight_ == 0 && write_queue_.empty() && !writing_) {
-      Close();
-    }
-  }
-
-  void Read() {
-    if (closed_ || reading_ || draining_) return;
-    if (in_flight_ >= shared_->options.max_calls_in_flight_per_connection) {
-      return;  // resumed by OnReply
-    }
-    reading_ = true;
-    socket_.async_read_some(
-        asio::buffer(read_buffer_),
-        [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-          self->reading_ = false;
-          self->OnRead(ec, n);
-        });
-  }
-
-  void OnRead(const asio::error_code& ec, size_t n) {
-    if (closed_) return;
-    if (ec) {
-      Close();  // EOF or reset
-      return;
-    }
-    last_activity_ = std::chrono::steady_clock::now();
-    std::vector<std::string> records;
-    absl::Status s =
-        decoder_.Feed(absl::string_view(read_buffer_.data(), n), &records);
-    // Records completed before a framing error are still served: they
-    // were well-formed.
-    for (std::string& record : records) DispatchRecord(record);
-    if (!s.ok()) {
-      shared_->Count(&RpcServerStats::tcp_framing_errors);
-      LogEvent(LogLevel::kWarn, "rpc_tcp_framing_error",
-               {{"peer", context_.peer_address}, {"status", s}});
-      Close();
-      return;
-    }
-    Read();
-  }
-
-  void DispatchRecord(const std::string& record) {
-    ++in_flight_;
-    ++shared_->calls_in_flight;
-    std::weak_ptr<TcpConnection> weak = weak_from_this();
-    auto executor = socket_.get_executor();
-    shared_->dispatcher.Dispatch(
-        context_, record,
-        [weak, executor, shared = shared_](std::optional<std::string> reply) {
-          asio::post(executor, [weak, shared,
-                                reply = std::move(reply)]() mutable {
-            if (auto self = weak.lock()) {
-              self->OnReply(std::move(reply));
-            } else {
-              --shared->calls_in_flight;  // the connection is gone
-            }
-          });
-        });
-  }
-
-  void OnReply(std::optional<std::string> reply) {
-    --in_flight_;
-    --shared_->calls_in_flight;
-    if (closed_) return;
-    if (reply.has_value()) {
-      std::string framed;
-      AppendRecord(*reply, &framed);
-      queued_bytes_ += framed.size();
-      write_queue_.push_back(std::move(framed));
-      if (queued_bytes_ >
-          shared_->options.max_queued_reply_bytes_per_connection) {
-        shared_->Count(&RpcServerStats::tcp_slow_reader_closed);
-        LogEvent(LogLevel::kWarn, "rpc_tcp_slow_reader_closed",
-                 {{"peer", context_.peer_address},
-                  {"queued_bytes", queued_bytes_}});
-        Close();
-        return;
-      }
-      Write();
-    }
-    Read();  // no-op unless reading paused at the in-flight limit
-    MaybeFinishDrain();
-  }
-
-  void Write() {
-    if (writing_ || write_queue_.empty() || closed_) return;
-    writing_ = true;
-    asio::async_write(
-        socket_, asio::buffer(write_queue_.front()),
-        [self = shared_from_this()](const asio::error_code& ec, size_t) {
-          self->writing_ = false;
-          if (self->closed_) return;
-          self->queued_bytes_ -= self->write_queue_.front().size();
-          self->write_queue_.pop_front();
-          if (ec) {
-            self->Close();
-            return;
-          }
-          self->last_activity_ = std::chrono::steady_clock::now();
-          self->Write();
-          self->MaybeFinishDrain();
-        });
-  }
-
-  void ArmIdleTimer(std::chrono::steady_clock::duration after) {
-    idle_timer_.expires_after(after);
-    idle_timer_.async_wait(
-        [self = shared_from_this()](const asio::error_code& ec) {
-          if (ec || self->closed_) return;
-          const auto idle = std::chrono::steady_clock::now() -
-                            self->last_activity_;
-          if (self->in_flight_ == 0 && self->write_queue_.empty() &&
-              idle >= self->IdleTimeout()) {
-            self->shared_->Count(&RpcServerStats::tcp_idle_closed);
-            self->Close();
-            return;
-          }
-          const auto left = self->IdleTimeout() - idle;
-          self->ArmIdleTimer(left > decltype(left)::zero() ? left
-                                                           : self->IdleTimeout());
-        });
-  }
-
-  void Close() {
-    if (closed_) return;
-    closed_ = true;
-    asio::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
-    idle_timer_.cancel();
-    write_queue_.clear();
-    queued_bytes_ = 0;
-    shared_->OnConnectionClosed(id_);
-  }
-
-  std::shared_ptr<Shared> shared_;
-  const uint64_t id_;
-  tcp::socket socket_;  // its executor is this connection's strand
-  asio::steady_timer idle_timer_;
-  RecordDecoder decoder_;
-  CallContext context_;
-  std::array<char, kTcpReadChunkBytes> read_buffer_;
-  std::deque<std::string> write_queue_;
-  size_t queued_bytes_ = 0;
-  size_t in_flight_ = 0;
-  bool reading_ = false;
-  bool writing_ = false;
-  bool draining_ = false;
-  bool closed_ = false;
-  std::chrono::steady_clock::time_point last_activity_;
 };
 
 class RpcServer::TcpAcceptor

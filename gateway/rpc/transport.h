@@ -15,11 +15,13 @@
 //
 // TCP: each connection has a record-marking decoder (record_marking.h),
 // many calls in flight (at most `max_calls_in_flight_per_connection`;
-// reading pauses at the limit), replies serialised in completion order on
-// the connection's strand, an idle timeout (a connection with calls in
-// flight is never idle), a bound on queued reply bytes (a client that does
-// not read its replies is disconnected), and a limit on connections
-// (connections past it are accepted and closed at once).
+// reading pauses at the limit), replies written in completion order by
+// the thread that completes the call (a full socket buffer hands them to
+// the connection's strand; see transport_internal.h), an idle timeout (a
+// connection with calls in flight is never idle), a bound on queued reply
+// bytes (a client that does not read its replies is disconnected), and a
+// limit on connections (connections past it are accepted and closed at
+// once).
 //
 // UDP and TCP share one port number (what rpcbind registration expects):
 // UDP binds first, TCP then binds the port UDP got.
@@ -29,10 +31,11 @@
 // IPv4, so that a client has one identity whichever socket it used (the DRC
 // key, NSM source checks and logs all use the normalised form).
 //
-// Thread safety: RpcServer's public methods are thread-safe (Drain blocks). Handlers run
-// on the pool's threads; all I/O of one socket or connection is serialised
-// on its strand. Stop() closes everything; replies of calls still in
-// flight are discarded (their RpcCall objects stay valid and may still be
+// Thread safety: RpcServer's public methods are thread-safe (Drain
+// blocks). Handlers run on the pool's threads; the reads of one socket or
+// connection are serialised on its strand, replies are sent by the thread
+// that answers. Stop() closes everything; replies of calls still in flight
+// are discarded (their RpcCall objects stay valid and may still be
 // answered; the answer goes nowhere). The Dispatcher must outlive the
 // io_context's threads: stop the IoThreadPool before destroying it.
 #ifndef LOCKWARDEN_GATEWAY_RPC_TRANSPORT_H_
@@ -82,6 +85,9 @@ struct RpcServerStats {
   uint64_t tcp_framing_errors = 0;
   uint64_t tcp_idle_closed = 0;
   uint64_t tcp_slow_reader_closed = 0;
+  // TCP replies that found the socket buffer full (or replies queued ahead)
+  // and were written by the connection's strand.
+  uint64_t tcp_replies_queued = 0;
   size_t tcp_connections = 0;
 };
 

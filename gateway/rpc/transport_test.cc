@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <rpc/rpc.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -306,6 +307,91 @@ TEST_F(TransportTest, ManyTcpCallsInFlightOnOneConnection) {
     xids.insert(h->xid);
   }
   EXPECT_EQ(xids.size(), size_t{kCalls});
+}
+
+// `calls` NLM4 TEST calls (xids first..first+calls-1), record-marked.
+std::string TestCallBurst(uint32_t first, uint32_t calls) {
+  nlm4_testargs args = TestArgs();
+  std::string burst;
+  for (uint32_t xid = first; xid < first + calls; ++xid) {
+    AppendRecord(*EncodeCall(xid, CallTarget{NLM_PROG, NLM4_VERS, NLMPROC4_TEST},
+                             CallCredentials::None(),
+                             XdrProc(xdr_nlm4_testargs), &args),
+                 &burst);
+  }
+  return burst;
+}
+
+// A client socket with a small receive buffer, so that the server's replies
+// fill the socket buffers while the client does not read.
+void ConnectWithSmallReceiveBuffer(tcp::socket& s, uint16_t port) {
+  s.open(tcp::v4());
+  s.set_option(asio::socket_base::receive_buffer_size(4096));
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+}
+
+// Sends bursts of TEST calls without reading replies until `done` (checked
+// between bursts) or the connection fails; returns the calls sent.
+template <typename Done>
+uint32_t SendWithoutReading(tcp::socket& s, Done done) {
+  constexpr uint32_t kBurst = 1000;
+  constexpr int kMaxBursts = 200;  // ~10 MiB of replies: beyond any buffer
+  uint32_t sent = 0;
+  for (int i = 0; i < kMaxBursts && !done(); ++i) {
+    asio::error_code ec;
+    asio::write(s, asio::buffer(TestCallBurst(sent + 1, kBurst)), ec);
+    if (ec) break;
+    sent += kBurst;
+    absl::SleepFor(absl::Milliseconds(2));  // let the server answer them
+  }
+  return sent;
+}
+
+TEST_F(TransportTest, TcpRepliesQueuedBehindAFullSocketBufferKeepTheirOrder) {
+  // Calls sent before the client notices the queue are still in the socket
+  // buffers, and are answered too: room for all of them.
+  StartServer(RpcServerOptions{
+      .bind_address = "127.0.0.1",
+      .max_queued_reply_bytes_per_connection = 64 * 1024 * 1024});
+  asio::io_context io;
+  tcp::socket s(io);
+  ConnectWithSmallReceiveBuffer(s, server_->port());
+  const uint32_t calls = SendWithoutReading(
+      s, [&] { return server_->stats().tcp_replies_queued > 0; });
+  ASSERT_GT(server_->stats().tcp_replies_queued, 0u);
+  RecordDecoder decoder;
+  std::vector<std::string> replies;
+  std::array<char, 16384> buf;
+  while (replies.size() < calls) {
+    size_t n = s.read_some(asio::buffer(buf));
+    LW_ASSERT_OK(decoder.Feed(absl::string_view(buf.data(), n), &replies));
+  }
+  ASSERT_EQ(replies.size(), size_t{calls});
+  // TEST answers synchronously, so replies complete in xid order and must
+  // reach the wire in that order whichever thread wrote them.
+  for (uint32_t i = 0; i < calls; ++i) {
+    absl::StatusOr<ReplyHeader> h = DecodeReplyHeader(replies[i]);
+    ASSERT_TRUE(h.ok());
+    ASSERT_EQ(h->xid, i + 1);
+  }
+  EXPECT_EQ(server_->stats().tcp_slow_reader_closed, 0u);
+}
+
+TEST_F(TransportTest, ClientThatDoesNotReadItsRepliesIsDisconnected) {
+  StartServer(RpcServerOptions{.bind_address = "127.0.0.1",
+                               .max_queued_reply_bytes_per_connection = 4096});
+  asio::io_context io;
+  tcp::socket s(io);
+  ConnectWithSmallReceiveBuffer(s, server_->port());
+  SendWithoutReading(
+      s, [&] { return server_->stats().tcp_slow_reader_closed > 0; });
+  ASSERT_EQ(server_->stats().tcp_slow_reader_closed, 1u);
+  // What the kernel had buffered, then the end of the stream.
+  asio::error_code ec;
+  std::array<char, 16384> buf;
+  for (int i = 0; i < 100000 && !ec; ++i) s.read_some(asio::buffer(buf), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset)
+      << ec.message();
 }
 
 // Reads until EOF or error; true if the server closed the connection.
