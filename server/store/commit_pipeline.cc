@@ -4,6 +4,8 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace lockwarden::store {
@@ -16,6 +18,28 @@ size_t DeltaBytes(const Delta& delta) {
 }
 
 }  // namespace
+
+Delta CoalesceByKey(std::vector<Delta> deltas) {
+  size_t total = 0;
+  for (const Delta& d : deltas) total += d.size();
+  // Index of each key's last mutation in the concatenation.
+  absl::flat_hash_map<absl::string_view, size_t> last;
+  last.reserve(total);
+  size_t i = 0;
+  for (const Delta& d : deltas) {
+    for (const Mutation& m : d) last[m.key] = i++;
+  }
+  Delta out;
+  out.reserve(last.size());
+  i = 0;
+  for (Delta& d : deltas) {
+    for (Mutation& m : d) {
+      // `last` views the key, so look up before moving the mutation out.
+      if (last.find(m.key)->second == i++) out.push_back(std::move(m));
+    }
+  }
+  return out;
+}
 
 CommitPipeline::Slot& CommitPipeline::Slot::operator=(Slot&& other) noexcept {
   if (this != &other) {
@@ -164,17 +188,26 @@ bool CommitPipeline::HasWorkOrDrained() const {
 
 std::vector<CommitPipeline::Pending> CommitPipeline::TakeGroup() {
   std::vector<Pending> group;
-  size_t mutations = 0;
+  // Distinct keys of the group so far: what its coalesced batch commits.
+  // The views point into the deltas' strings, which stay put while the
+  // Pending entries (and so their vectors' buffers) move into `group`.
+  absl::flat_hash_set<absl::string_view> keys;
   size_t bytes = 0;
   while (!queue_.empty()) {
     const Pending& next = queue_.front();
+    size_t new_keys = 0;
+    for (const Mutation& m : next.delta) {
+      if (!keys.contains(m.key)) ++new_keys;
+    }
     // Every delta fits alone (checked at Enqueue), so the first always fits.
+    // (new_keys may count a key twice within one delta: conservative.)
+    // Bytes are counted before coalescing: an upper bound of the batch's.
     if (!group.empty() &&
-        (mutations + next.delta.size() > limits_.max_mutations_per_batch ||
+        (keys.size() + new_keys > limits_.max_mutations_per_batch ||
          bytes + next.bytes > limits_.max_batch_bytes)) {
       break;
     }
-    mutations += next.delta.size();
+    for (const Mutation& m : next.delta) keys.insert(m.key);
     bytes += next.bytes;
     group.push_back(std::move(queue_.front()));
     queue_.pop_front();
@@ -219,13 +252,11 @@ void CommitPipeline::CommitGroup(std::vector<Pending>& group,
                                  const absl::Status& broken) {
   absl::Status result;
   if (broken.ok()) {
-    size_t mutations = 0;
-    Delta batch;
-    for (const Pending& p : group) mutations += p.delta.size();
-    batch.reserve(mutations);
-    for (Pending& p : group) {
-      std::move(p.delta.begin(), p.delta.end(), std::back_inserter(batch));
-    }
+    std::vector<Delta> deltas;
+    deltas.reserve(group.size());
+    for (Pending& p : group) deltas.push_back(std::move(p.delta));
+    const Delta batch = CoalesceByKey(std::move(deltas));
+    const size_t mutations = batch.size();
     const absl::Time start = absl::Now();
     absl::Status status = store_->Commit(batch);
     const absl::Duration latency = absl::Now() - start;

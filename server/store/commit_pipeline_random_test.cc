@@ -5,8 +5,11 @@
 // equal the model (the deltas applied in enqueue order) after exactly the
 // acknowledged prefix (failure before writing) or after the acknowledged
 // prefix plus the whole failed group (failure after writing: unknown
-// outcome). Replay a failure with LW_SEED=<seed>.
+// outcome). Every committed batch must also respect the store's limits and
+// hold each key at most once (the pipeline coalesces by key). Replay a
+// failure with LW_SEED=<seed>.
 #include <map>
+#include <set>
 #include <memory>
 #include <random>
 #include <string>
@@ -70,21 +73,41 @@ struct Tally {
   int failed_after = 0;   // Broke on a failure after writing.
 };
 
-void RunScenario(uint64_t seed, Tally* tally) {
-  SCOPED_TRACE(absl::StrCat("scenario seed ", seed));
+// Checks every batch the pipeline commits against the store's limits and
+// etcd's rule (no key twice in one Txn), then forwards it.
+class BatchCheckingStore : public testing::RecordingStore {
+ public:
+  using testing::RecordingStore::RecordingStore;
+  absl::Status Commit(const Delta& batch) override {
+    EXPECT_LE(batch.size(), Limits().max_mutations_per_batch);
+    std::set<std::string> keys;
+    for (const Mutation& m : batch) {
+      EXPECT_TRUE(keys.insert(m.key).second) << m.key << " twice in one batch";
+    }
+    return testing::RecordingStore::Commit(batch);
+  }
+};
+
+// `max_batch`: the store's max_mutations_per_batch (0: the default), small
+// enough in some scenarios that groups are cut by it.
+void RunScenario(uint64_t seed, size_t max_batch, Tally* tally) {
+  SCOPED_TRACE(absl::StrCat("scenario seed ", seed, ", batch limit ", max_batch));
   std::mt19937_64 rng(seed);
   const bool after = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   const double p = std::uniform_real_distribution<double>(0.05, 0.6)(rng);
   const FaultSpec spec = FaultSpec::FailWithProbability(
       p, rng(), after ? FaultSpec::Phase::kAfterWrite
                       : FaultSpec::Phase::kBeforeWrite);
-  auto memory_owned = std::make_unique<MemoryStore>();
+  StoreLimits limits;
+  if (max_batch > 0) limits.max_mutations_per_batch = max_batch;
+  auto memory_owned = std::make_unique<MemoryStore>(limits);
   MemoryStore* memory = memory_owned.get();
   FaultInjectingStore faulty(std::move(memory_owned), spec);
+  BatchCheckingStore checking(&faulty);
 
   History history;
   {
-    CommitPipeline pipeline(&faulty);
+    CommitPipeline pipeline(&checking);
     std::vector<std::thread> threads;
     for (int t = 0; t < kSubmitters; ++t) {
       const uint64_t thread_seed = rng();
@@ -153,7 +176,11 @@ TEST(CommitPipelineRandomTest, StoreMatchesAcknowledgedHistory) {
   std::mt19937_64 rng(testing::TestSeed());
   Tally tally;
   for (int i = 0; i < kScenarios; ++i) {
-    RunScenario(rng(), &tally);
+    // Every third scenario cuts groups at 4..8 distinct keys (a delta has
+    // at most 4 mutations, so each still fits alone).
+    const size_t max_batch =
+        i % 3 == 0 ? std::uniform_int_distribution<size_t>(4, 8)(rng) : 0;
+    RunScenario(rng(), max_batch, &tally);
     if (HasFatalFailure() || HasNonfatalFailure()) break;
   }
   std::printf("scenarios: %d clean, %d broke before writing, %d after\n",

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -371,6 +372,55 @@ TEST(CommitPipelineTest, GroupsAreCutAtTheStoreBatchLimit) {
   // 1 in flight, then 30 mutations in groups of at most 3 deltas (9 <= 10).
   EXPECT_EQ(sizes, (std::vector<size_t>{1, 9, 9, 9, 3}));
   EXPECT_EQ(memory.LoadAll("g/")->size(), 30u);
+}
+
+TEST(CoalesceByKeyTest, KeepsEachKeysLastMutationAtItsPosition) {
+  std::vector<Delta> deltas = {
+      {Mutation::Put("a", "1"), Mutation::Put("b", "1")},
+      {Mutation::Delete("a"), Mutation::Put("m", "1")},
+      {Mutation::Put("c", "1"), Mutation::Put("m", "2")},
+      {},
+      {Mutation::Put("b", "2"), Mutation::Delete("c")},
+  };
+  EXPECT_EQ(CoalesceByKey(std::move(deltas)),
+            (Delta{Mutation::Delete("a"), Mutation::Put("m", "2"),
+                   Mutation::Put("b", "2"), Mutation::Delete("c")}));
+}
+
+TEST(CommitPipelineTest, GroupsCountDistinctKeysAndCommitEachKeyOnce) {
+  // Every delta rewrites "m/counters", as every core command does: a group
+  // of n deltas is n + 1 distinct keys, not 2n mutations.
+  StoreLimits limits;
+  limits.max_mutations_per_batch = 4;
+  MemoryStore memory(limits);
+  RecordingStore recording(&memory);
+  GatedStore gated(&recording);
+  Completions done;
+  CommitPipeline pipeline(&gated);
+  gated.CloseGate();
+  LW_ASSERT_OK(pipeline.Enqueue(OnePut(0), done.Callback(0)));
+  ASSERT_TRUE(gated.WaitForCommitsStarted(1, kWait));
+  for (int i = 1; i <= 9; ++i) {
+    Delta d = {Mutation::Put("m/counters", absl::StrCat(i)),
+               Mutation::Put(absl::StrCat("r/", i), "v")};
+    LW_ASSERT_OK(pipeline.Enqueue(std::move(d), done.Callback(i)));
+  }
+  gated.OpenGate();
+  ASSERT_TRUE(done.WaitFor(10));
+  EXPECT_THAT(done.results(), Each(IsOk()));
+  std::vector<size_t> sizes;
+  for (const Delta& batch : recording.batches()) {
+    sizes.push_back(batch.size());
+    absl::flat_hash_set<std::string> keys;
+    for (const Mutation& m : batch) {
+      EXPECT_TRUE(keys.insert(m.key).second) << m.key << " twice in a batch";
+    }
+  }
+  // 1 in flight, then three groups of 3 deltas: 3 records + the counters.
+  EXPECT_EQ(sizes, (std::vector<size_t>{1, 4, 4, 4}));
+  EXPECT_THAT(*memory.Get("m/counters"), Optional(std::string("9")));
+  EXPECT_EQ(memory.LoadAll("r/")->size(), 9u);
+  EXPECT_EQ(pipeline.Stats().mutations, 13u);
 }
 
 TEST(CommitPipelineTest, EnqueueAllPacksABatchAtTheLimitAndCompletesOnce) {

@@ -27,6 +27,11 @@ static absl::Status CheckEtcdStoreOptions(const EtcdStoreOptions& options) {
   if (options.scan_page_keys < 1) {
     return absl::InvalidArgumentError("etcd store: scan_page_keys must be >= 1");
   }
+  if (options.max_txn_ops < 1 || options.max_txn_ops > kEtcdMaxTxnOpsLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "etcd store: max_txn_ops must be 1..", kEtcdMaxTxnOpsLimit, ", not ",
+        options.max_txn_ops));
+  }
   return absl::OkStatus();
 }
 
@@ -59,7 +64,7 @@ EtcdStore::~EtcdStore() = default;
 
 StoreLimits EtcdStore::Limits() const {
   StoreLimits limits;
-  limits.max_mutations_per_batch = kEtcdMaxTxnOps;
+  limits.max_mutations_per_batch = options_.max_txn_ops;
   limits.max_batch_bytes = kEtcdMaxRequestBytes - kEtcdRequestHeadroomBytes;
   // A single record may use the whole batch budget, but never more than the
   // generic limit.

@@ -13,11 +13,13 @@
 //            mutation is sent: the same final state the ordered batch gives)
 //   failure: nothing
 // A Txn applies atomically once a quorum has it, so OK means durable.
-// Limits() reports etcd's defaults (128 ops per Txn: --max-txn-ops;
-// 1.5 MiB per request: --max-request-bytes, less headroom for the prefix
-// and the protobuf framing), so CommitPipeline cuts its groups to fit one
-// Txn. A batch whose encoded Txn would still exceed the request limit is
-// refused with INVALID_ARGUMENT before anything is sent.
+// Limits() reports etcd's limits: max_txn_ops per Txn (etcd's
+// --max-txn-ops, 128 by default; set both higher together for bigger group
+// commits) and 1.5 MiB per request (--max-request-bytes, less headroom for
+// the prefix and the protobuf framing), so CommitPipeline cuts its groups to
+// fit one Txn. A batch whose encoded Txn would still exceed the request
+// limit is refused with INVALID_ARGUMENT before anything is sent; so is a
+// Txn etcd finds too big (max_txn_ops above the cluster's --max-txn-ops).
 //
 // Fencing. In fenced mode (the server) a Commit is allowed only while a
 // fence is set: SetFence({leader_key, create_revision}) when this process
@@ -70,6 +72,8 @@ namespace lockwarden::store {
 inline constexpr char kDefaultEtcdStatePrefix[] = "/lockwarden/v1/state/";
 // etcd's defaults: --max-txn-ops and --max-request-bytes.
 inline constexpr size_t kEtcdMaxTxnOps = 128;
+// Upper bound of EtcdStoreOptions::max_txn_ops: the generic batch limit.
+inline constexpr size_t kEtcdMaxTxnOpsLimit = kMaxMutationsPerBatch;
 inline constexpr size_t kEtcdMaxRequestBytes = 1536 * 1024;
 // Kept free of the request limit for key prefixes, protobuf framing, the
 // fencing compare and etcd's internal request header.
@@ -92,6 +96,9 @@ struct EtcdStoreOptions {
   // tools); FencingToken() is 0.
   bool fenced = true;
   int64_t scan_page_keys = kDefaultEtcdScanPageKeys;
+  // Operations per Txn, at most the cluster's --max-txn-ops; 1 to
+  // kEtcdMaxTxnOpsLimit.
+  size_t max_txn_ops = kEtcdMaxTxnOps;
 };
 
 class EtcdStore : public StateStore {

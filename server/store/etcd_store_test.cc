@@ -53,8 +53,10 @@ class EtcdStoreTest : public ::testing::Test {
     client_ = *std::move(c);
   }
 
-  std::unique_ptr<EtcdStore> Open(bool fenced, int64_t page_keys = 256) {
+  std::unique_ptr<EtcdStore> Open(bool fenced, int64_t page_keys = 256,
+                                  size_t max_txn_ops = kEtcdMaxTxnOps) {
     EtcdStoreOptions options;
+    options.max_txn_ops = max_txn_ops;
     options.client.endpoints = cluster_->ClientEndpoints();
     options.key_prefix = base_ + "state/";
     options.fenced = fenced;
@@ -169,6 +171,40 @@ TEST_F(EtcdStoreTest, OurTxnLimitIsEtcdsOwn) {
   Delta batch;
   for (int i = 0; i < 129; ++i) batch.push_back(Mutation::Put(absl::StrCat(i), ""));
   EXPECT_THAT(store->Commit(batch), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(EtcdStoreTest, TxnLimitFollowsTheOption) {
+  auto batch_of = [](int n) {
+    Delta batch;
+    for (int i = 0; i < n; ++i) batch.push_back(Mutation::Put(absl::StrCat(i), "v"));
+    return batch;
+  };
+  std::unique_ptr<EtcdStore> small = Open(/*fenced=*/false, 256, 8);
+  EXPECT_EQ(small->Limits().max_mutations_per_batch, 8u);
+  EXPECT_THAT(small->Commit(batch_of(9)), StatusIs(absl::StatusCode::kInvalidArgument));
+  LW_EXPECT_OK(small->Commit(batch_of(8)));
+
+  // Above the cluster's --max-txn-ops (the default 128 here) etcd itself
+  // refuses the Txn: a clear INVALID_ARGUMENT, nothing written, and the
+  // store stays healthy (a configuration error, not an outage).
+  base_ += "big/";
+  std::unique_ptr<EtcdStore> big = Open(/*fenced=*/false, 256, 200);
+  EXPECT_EQ(big->Limits().max_mutations_per_batch, 200u);
+  absl::Status refused = big->Commit(batch_of(129));
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr("too many operations"));
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> written =
+      big->LoadAll();
+  ASSERT_THAT(written, IsOk());
+  EXPECT_TRUE(written->empty());
+  LW_EXPECT_OK(big->Health());
+
+  EtcdStoreOptions bad;
+  bad.client.endpoints = cluster_->ClientEndpoints();
+  bad.max_txn_ops = 0;
+  EXPECT_THAT(EtcdStore::Open(bad), StatusIs(absl::StatusCode::kInvalidArgument));
+  bad.max_txn_ops = kEtcdMaxTxnOpsLimit + 1;
+  EXPECT_THAT(EtcdStore::Open(bad), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(EtcdStoreTest, PipelineCutsGroupsToFitOneTxn) {
