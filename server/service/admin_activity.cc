@@ -349,12 +349,9 @@ class ActivityInterceptor final : public grpc::experimental::Interceptor {
 
   void ObserveLock(v1::LockRequest* r) {
     const bool draining = activity_->Touch(r->gateway_id(), r->owner().client_name());
-    if (r->block() && draining) {
-      // Draining: no new waiter. The core grants at once or answers
-      // DENIED, exactly as for a non-blocking LOCK.
-      r->set_block(false);
-      activity_->CountDrainedLock();
-    }
+    // Draining: the core queues no new waiter (it grants at once or answers
+    // DENIED); counted here for the metrics.
+    if (r->block() && draining) activity_->CountDrainedLock();
   }
 
   // Each call of a Session message, like its unary form.

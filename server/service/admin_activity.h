@@ -12,16 +12,15 @@
 //     SM_NOTIFY also records the client's source address;
 //   - WatchGrants / WatchNotifications / Session register a stream until the
 //     call ends (the interceptor's destructor);
-//   - a blocking LOCK through a draining identity has `block` cleared before
-//     the handler sees it: it is granted at once or answered DENIED, and no
-//     new waiter is queued (see DrainGateway in docs/api.md). The calls
+//   - a blocking LOCK through a draining identity is counted (the core
+//     itself answers it without queueing: core::DrainGatewayCmd). The calls
 //     batched in a LockService.Session message are treated like their unary
 //     forms, one by one.
 //
 // Everything here is leader-local memory: a restart or a failover starts
-// with no activity and no identity draining. The drain flag is an
-// operator's maintenance switch, re-issued after a leader change (the drill
-// and the runbook say so); it never affects lock state correctness.
+// with no activity. The drain flags here are only a copy of the durable
+// ones in the core (loaded when the service starts, updated by
+// DrainGateway), used to count drained LOCKs for the metrics.
 //
 // Limits: kActivityGatewaysMax identities, kActivityClientsMax clients (the
 // oldest tenth is forgotten when full), kStreamsPerGatewayMax streams listed.
@@ -83,9 +82,9 @@ class GatewayActivity {
   GatewayActivity(const GatewayActivity&) = delete;
   GatewayActivity& operator=(const GatewayActivity&) = delete;
 
-  // Sets or clears the drain flag; returns the previous value. Only known
-  // identities are drained (the caller checks), so the set stays within
-  // the core's gateways_max.
+  // Sets or clears the copy of a drain flag; returns the previous value.
+  // Only identities the core knows are set, so the set stays within the
+  // core's gateways_max.
   bool SetDraining(const std::string& gateway, bool draining);
   bool IsDraining(const std::string& gateway) const;
   std::vector<std::string> DrainingGateways() const;

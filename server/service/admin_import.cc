@@ -19,12 +19,20 @@
 //      (they may be stale), it enters grace and SM_NOTIFY goes to every
 //      monitored client, which reclaims. With state_is_current the snapshot
 //      is taken as the truth (a backend migration from a stopped server).
-//   5. The swap is ONE durable commit (CoreRunner::ReplaceState): after a
-//      crash the store holds the old state or the new one, never a mix. A
-//      state whose delta does not fit one store batch (RocksDB: 4096
-//      mutations / 16 MiB; etcd: 128 operations per Txn) is refused with
-//      FAILED_PRECONDITION; larger imports need an offline path that does
-//      not exist yet (docs/operations.md).
+//   5. The state is written by CoreRunner::ImportState in as many commits
+//      as the store's limits need (RocksDB: 4096 mutations / 16 MiB per
+//      batch; etcd: 128 operations per Txn): first the import marker
+//      (core/codec.h "m/import") with the raised counters, then chunks of
+//      deletes and puts, then the marker's deletion, which makes the import
+//      current. If the server dies or the store fails in between, the store
+//      holds the marker: recovery (restart, standby takeover) gives an
+//      interrupted-import core, and the server answers UNAVAILABLE and
+//      health NOT_SERVING until an import with force finishes the job or an
+//      import with `abandon` (no snapshot) replaces the partial state with
+//      an empty one (counters and gateway identities kept, every identity
+//      reset). Lock and monitor calls are refused (UNAVAILABLE, retried by
+//      the gateways) while an import runs; its end resets every event and
+//      session stream so the gateways reconnect to the new state.
 // One import at a time (RESOURCE_EXHAUSTED otherwise). Not deduplicated by
 // request_id: a retry after success finds a non-empty store.
 #include <algorithm>
@@ -172,6 +180,7 @@ class AdminServiceImpl::ImportReactor final
       request_id_ = message_.request_id();
       force_ = message_.force();
       state_is_current_ = message_.state_is_current();
+      abandon_ = message_.abandon();
       if (!authorized_.ok()) return authorized_;
       if (reason_.empty()) {
         return absl::InvalidArgumentError("reason: required (it goes to the audit log)");
@@ -179,6 +188,17 @@ class AdminServiceImpl::ImportReactor final
       if (reason_.size() > kReasonBytesMax) {
         return absl::InvalidArgumentError(
             absl::StrCat("reason: longer than ", kReasonBytesMax, " bytes"));
+      }
+      if (abandon_) {
+        if (chunk.has_header() || chunk.has_entries() || state_is_current_) {
+          return absl::InvalidArgumentError(
+              "abandon: send no snapshot and no state_is_current with it");
+        }
+        // An empty state replaces the interrupted import's records.
+        force_ = true;
+        have_header_ = true;
+        header_.set_format_version(kSnapshotFormatVersion);
+        return absl::OkStatus();
       }
       if (!chunk.has_header()) {
         return absl::InvalidArgumentError("the first message must carry the snapshot header");
@@ -192,6 +212,7 @@ class AdminServiceImpl::ImportReactor final
       have_header_ = true;
       return absl::OkStatus();
     }
+    if (abandon_) return absl::InvalidArgumentError("abandon: send no snapshot with it");
     if (!chunk.has_entries()) {
       return absl::InvalidArgumentError("after the header, every chunk must hold entries");
     }
@@ -227,7 +248,7 @@ class AdminServiceImpl::ImportReactor final
           header_.key_count(), " / ", header_.total_bytes())));
       return;
     }
-    if (checksum_.Finish() != header_.checksum_sha256()) {
+    if (!abandon_ && checksum_.Finish() != header_.checksum_sha256()) {
       End(absl::DataLossError("snapshot checksum (SHA-256) mismatch"));
       return;
     }
@@ -238,14 +259,19 @@ class AdminServiceImpl::ImportReactor final
     }
     keys_ = entries_.size();
     entries_.clear();
-    service_->runner_->ReplaceState(*std::move(next), service_->store_->Limits(),
-                                    [this](absl::Status s) {
-                                      if (!s.ok()) {
-                                        End(s);
-                                        return;
-                                      }
-                                      ResetNext(0);
-                                    });
+    core::ImportMarker marker;
+    marker.key_count = keys_;
+    marker.started_ms = service_->clock_->NowMs();
+    marker.source = absl::StrCat(abandon_ ? "abandon by " : "import by ", caller_, ": ",
+                                 reason_.substr(0, 200));
+    service_->runner_->ImportState(*std::move(next), marker, service_->store_->Limits(),
+                                   [this](absl::Status s) {
+                                     if (!s.ok()) {
+                                       End(s);
+                                       return;
+                                     }
+                                     ResetNext(0);
+                                   });
   }
 
   // Rewrites counters and gateway states as described at the top of this
@@ -254,11 +280,23 @@ class AdminServiceImpl::ImportReactor final
     core::CoreCounters now;
     std::map<std::string, int32_t> current;  // Gateway states being replaced.
     core::CoreOptions options;
+    bool interrupted = false;
     LW_RETURN_IF_ERROR(service_->runner_->ReadNow([&](const core::LockCore& core, int64_t) {
       now = core.Counters();
       options = core.options();
+      interrupted = core.interrupted_import().has_value();
+      // Of an interrupted import: the identities of its records (old or new).
       for (const core::GatewayInfo& g : core.ListGateways()) current[g.name] = g.nsm_state;
     }));
+    if (abandon_ && !interrupted) {
+      return absl::FailedPreconditionError(
+          "abandon: the store holds no interrupted snapshot import");
+    }
+    if (!force_ && interrupted) {
+      return absl::FailedPreconditionError(
+          "the store holds an interrupted snapshot import; import with force to finish it "
+          "(or abandon it)");
+    }
     if (!force_ && (now.locks + now.shares + now.waiters + now.monitors) > 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "the store holds ", now.locks, " locks, ", now.shares, " shares, ", now.waiters,
@@ -283,6 +321,7 @@ class AdminServiceImpl::ImportReactor final
     if (!have_counters && !entries_.empty()) {
       return absl::DataLossError("snapshot has records but no m/counters");
     }
+    const bool empty_snapshot = entries_.empty();
     if (!state_is_current_) {
       // Identities only the replaced store knew keep their numbers (then
       // go up with the reset like every other).
@@ -291,6 +330,16 @@ class AdminServiceImpl::ImportReactor final
         entries_.emplace_back(gateway_prefix + name, FreshGatewayRecord(state));
         snapshot_states_[name] = 0;
       }
+    }
+    if (empty_snapshot && !entries_.empty()) {
+      // An empty snapshot (or an abandon) over known identities: their
+      // records need counters, the current ones.
+      core::codec::Writer w;
+      w.U64(now.next_fencing_token);
+      w.U64(now.next_event_sequence);
+      w.U64(now.next_id);
+      w.U64(now.events_dropped);
+      entries_.emplace_back(std::string(core::codec::kCountersKey), std::move(w).Finish());
     }
     absl::StatusOr<core::LockCore> core = core::LockCore::Rebuild(options, entries_);
     if (!core.ok()) {
@@ -305,6 +354,7 @@ class AdminServiceImpl::ImportReactor final
   // After the swap: one ResetGateway per identity, in name order.
   void ResetNext(size_t i) {
     if (state_is_current_ || i == resets_.size()) {
+      service_->LoadDrainFlags();  // The new state's, for the metrics.
       response_->set_keys_imported(keys_);
       response_->set_fencing_token(service_->store_->FencingToken());
       End(absl::OkStatus());
@@ -331,7 +381,8 @@ class AdminServiceImpl::ImportReactor final
     ended_ = true;
     service_->import_running_.store(false);
     Audit("ImportSnapshot", caller_, reason_,
-          absl::StrCat(entries_.size() + keys_, " keys, force=", force_ ? "true" : "false",
+          absl::StrCat(abandon_ ? "abandon, " : "", entries_.size() + keys_,
+                       " keys, force=", force_ ? "true" : "false",
                        ", state_is_current=", state_is_current_ ? "true" : "false"),
           s);
     Finish(ToGrpcStatus(s));
@@ -348,6 +399,7 @@ class AdminServiceImpl::ImportReactor final
   std::string request_id_;
   bool force_ = false;
   bool state_is_current_ = false;
+  bool abandon_ = false;
   v1::SnapshotHeader header_;
   std::vector<std::pair<std::string, std::string>> entries_;
   size_t bytes_ = 0;

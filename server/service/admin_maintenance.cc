@@ -1,13 +1,15 @@
 // AdminService maintenance calls: DrainGateway and EndGrace.
 //
-// DrainGateway sets a leader-local flag (GatewayActivity) that the activity
-// interceptor applies to every later LockService.Lock through the identity:
-// a blocking LOCK that cannot be granted at once is answered DENIED instead
-// of BLOCKED, so no new waiter queues behind the identity. Everything else
-// (immediate locks, UNLOCK, CANCEL, acks, SM_NOTIFY, already queued waiters
-// and their grants) works as usual, so draining never strands a client:
-// the queue only empties. The flag is memory of the serving leader: a
-// restart or a failover clears it (docs/api.md, docs/operations.md).
+// DrainGateway is a core command (core::DrainGatewayCmd: durable in the
+// identity's record, replicated, deduplicated by request_id). While an
+// identity is drained the core answers a blocking LOCK through it that
+// cannot be granted at once with DENIED instead of queueing a waiter.
+// Everything else (immediate locks, UNLOCK, CANCEL, acks, SM_NOTIFY, waiters
+// queued before the drain and their grants) works as usual, so draining
+// never strands a client: the queue only empties. The gateway learns it is
+// drained from ListGateways and reports itself not ready (gateway/health).
+// The activity interceptor keeps a copy of the flags only to count the
+// blocking LOCKs a drain answered (metrics).
 //
 // EndGrace is a core command (durable, deduplicated by request_id): the
 // identity's grace period and reclaim ledger end now. The core released the
@@ -25,6 +27,14 @@ namespace lockwarden::service {
 using admin_internal::Audit;
 using admin_internal::Finish;
 
+void AdminServiceImpl::LoadDrainFlags() {
+  (void)runner_->ReadNow([this](const core::LockCore& core, int64_t) {
+    for (const core::GatewayInfo& g : core.ListGateways()) {
+      activity_.SetDraining(g.name, g.draining);
+    }
+  });
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::DrainGateway(
     grpc::CallbackServerContext* ctx, const v1::DrainGatewayRequest* request,
     v1::DrainGatewayResponse* response) {
@@ -36,31 +46,40 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DrainGateway(
   if (request->gateway_id().empty() || request->gateway_id().size() > kNameBytesMax) {
     return Finish(ctx, absl::InvalidArgumentError("gateway_id: 1..1024 bytes required"));
   }
-  bool known = false;
-  uint64_t waiters = 0;
-  uint64_t events = 0;
-  absl::Status s = runner_->ReadNow([&](const core::LockCore& core, int64_t) {
-    for (const core::GatewayInfo& g : core.ListGateways()) {
-      if (g.name != request->gateway_id()) continue;
-      known = true;
-      events = g.pending_events;
-      core::LockFilter filter;
-      filter.gateway = g.name;
-      waiters = core.ListWaiters(filter, 0, core.options().waiters_max).size();
+  core::DrainGatewayCmd cmd;
+  cmd.request_id = request->request_id();
+  cmd.gateway = request->gateway_id();
+  cmd.drain = request->drain();
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const std::string caller = auth_.CallerIdentity(*ctx);
+  const std::string reason = request->reason();
+  const std::string gateway = request->gateway_id();
+  runner_->Submit(cmd, [=](absl::StatusOr<core::Reply> r) {
+    absl::Status status = r.status();
+    if (r.ok() && r->status == core::LockStatus::kNotFound) {
+      status = absl::NotFoundError(
+          absl::StrCat("gateway_id: unknown gateway identity '", gateway, "'"));
+    } else if (r.ok() && r->status != core::LockStatus::kGranted) {
+      status = absl::InvalidArgumentError(r->message);
     }
+    if (status.ok()) {
+      status = runner_->ReadNow([&](const core::LockCore& core, int64_t) {
+        for (const core::GatewayInfo& g : core.ListGateways()) {
+          if (g.name != gateway) continue;
+          response->set_draining(g.draining);
+          response->set_pending_events(g.pending_events);
+          core::LockFilter filter;
+          filter.gateway = g.name;
+          response->set_waiter_count(
+              core.ListWaiters(filter, 0, core.options().waiters_max).size());
+          activity_.SetDraining(gateway, g.draining);
+        }
+      });
+    }
+    Audit("DrainGateway", caller, reason, target, status);
+    reactor->Finish(ToGrpcStatus(status));
   });
-  if (s.ok() && !known) {
-    s = absl::NotFoundError(
-        absl::StrCat("gateway_id: unknown gateway identity '", request->gateway_id(), "'"));
-  }
-  if (s.ok()) {
-    activity_.SetDraining(request->gateway_id(), request->drain());
-    response->set_draining(request->drain());
-    response->set_waiter_count(waiters);
-    response->set_pending_events(events);
-  }
-  Audit("DrainGateway", auth_.CallerIdentity(*ctx), request->reason(), target, s);
-  return Finish(ctx, s);
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::EndGrace(grpc::CallbackServerContext* ctx,

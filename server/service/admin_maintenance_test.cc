@@ -1,5 +1,6 @@
 // AdminService maintenance calls over real gRPC on loopback: DrainGateway
-// (no new waiters, queued ones still granted, visible in ListGateways),
+// (no new waiters, queued ones still granted, visible in ListGateways,
+// durable across a restart),
 // gateway activity (streams, last_seen_at) and client activity.
 #include <string>
 
@@ -104,6 +105,27 @@ TEST_F(AdminMaintenanceTest, DrainAppliesToLocksBatchedOnASession) {
   v1::ListWaitersResponse w;
   ASSERT_TRUE(admin_->ListWaiters(Ctx().get(), v1::ListWaitersRequest(), &w).ok());
   EXPECT_EQ(w.waiters_size(), 0);
+}
+
+TEST_F(AdminMaintenanceTest, DrainIsDurableAcrossARestart) {
+  ASSERT_EQ(Lock(LockReq("c1", 1, "f1", 0, 10)), v1::LOCK_STATUS_GRANTED);
+  ASSERT_TRUE(Drain("gw-a", true).ok());
+  StopServer();
+  StartServer(&store_);  // Recovers from the store: the drain is in it.
+  EXPECT_TRUE(GatewayA().draining());
+  v1::LockResponse resp;
+  EXPECT_EQ(Lock(LockReq("c2", 2, "f1", 0, 10, true, /*block=*/true), &resp),
+            v1::LOCK_STATUS_DENIED);
+  v1::ListWaitersResponse w;
+  ASSERT_TRUE(admin_->ListWaiters(Ctx().get(), v1::ListWaitersRequest(), &w).ok());
+  EXPECT_EQ(w.waiters_size(), 0);
+  // Undrained, and that too survives a restart.
+  ASSERT_TRUE(Drain("gw-a", false).ok());
+  StopServer();
+  StartServer(&store_);
+  EXPECT_FALSE(GatewayA().draining());
+  EXPECT_EQ(Lock(LockReq("c2", 2, "f1", 0, 10, true, /*block=*/true)),
+            v1::LOCK_STATUS_BLOCKED);
 }
 
 TEST_F(AdminMaintenanceTest, DrainNeedsAKnownGatewayAndAReason) {

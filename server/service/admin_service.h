@@ -56,8 +56,10 @@ class LeadershipControl {
   // host:port of the current leader ("" if unknown).
   virtual std::string LeaderAddress() const = 0;
   // Gives up leadership; returns the new leader's address if one took over
-  // before returning, else "". FAILED_PRECONDITION if not the leader.
-  virtual absl::StatusOr<std::string> StepDown(const std::string& reason) = 0;
+  // before returning, else "". FAILED_PRECONDITION if not the leader. A
+  // retry of a `request_id` an earlier leader honoured changes nothing.
+  virtual absl::StatusOr<std::string> StepDown(const std::string& reason,
+                                               const std::string& request_id) = 0;
   // Leadership transitions (elected or lost) this process has gone through
   // since it started; exported as lockwarden_leader_changes_total. The
   // replicated server counts them; 0 where leadership never changes.
@@ -87,7 +89,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
         info_(std::move(info)),
         auth_(std::move(auth)),
         leadership_(leadership),
-        activity_(clock) {}
+        activity_(clock) {
+    LoadDrainFlags();
+  }
 
   // Called once the listener is bound: with --listen=HOST:0, the address
   // GetServerStatus reports carries the real port.
@@ -97,6 +101,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   // activity()->NewInterceptorFactory() on the server that hosts the
   // LockService and MonitorService (see admin_activity.h).
   GatewayActivity* activity() { return &activity_; }
+
+  // Copies the core's durable drain flags into activity() (metrics only).
+  void LoadDrainFlags();
 
   // ---- Views (admin_service.cc) ----
   grpc::ServerUnaryReactor* ListLocks(grpc::CallbackServerContext* ctx,

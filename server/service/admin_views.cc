@@ -411,7 +411,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGateways(
     auto locks = counts.locks_by_gateway.find(r.info.name);
     out->set_lock_count(locks == counts.locks_by_gateway.end() ? 0 : locks->second);
     out->set_monitored_client_count(r.monitored_clients);
-    out->set_draining(activity_.IsDraining(r.info.name));
+    out->set_draining(r.info.draining);
     if (std::optional<int64_t> ms = activity_.GatewayLastSeenMs(r.info.name)) {
       SetTimestampMs(*ms, out->mutable_last_seen_at());
     }

@@ -20,6 +20,15 @@ uint64_t MaxSequence(const std::vector<core::Event>& events) {
 
 }  // namespace
 
+absl::Status InterruptedImportError(const core::ImportMarker& m) {
+  return absl::UnavailableError(absl::StrCat(
+      "not serving: the store holds an interrupted snapshot import (",
+      m.key_count, " keys, started at ", m.started_ms, " ms, ", m.source,
+      "); finish it with `lockwardenctl snapshot import --force FILE` or "
+      "abandon it with `lockwardenctl snapshot import --abandon` "
+      "(docs/operations.md)"));
+}
+
 CoreRunner::CoreRunner(core::LockCore core, store::CommitPipeline* pipeline,
                        const Clock* clock)
     : pipeline_(pipeline),
@@ -30,6 +39,10 @@ CoreRunner::CoreRunner(core::LockCore core, store::CommitPipeline* pipeline,
   // Everything loaded from the store is durable, events included.
   durable_event_seq_ = core_.Counters().next_event_sequence;
   next_deadline_ms_ = core_.NextDeadlineMs();
+  if (const auto& m = core_.interrupted_import()) {
+    LogEvent(LogLevel::kError, "snapshot_import_interrupted_not_serving",
+             {{"error", InterruptedImportError(*m)}});
+  }
 }
 
 CoreRunner::~CoreRunner() { Stop(); }
@@ -80,6 +93,11 @@ absl::Status CoreRunner::RefusalLocked() const {
                      broken_.message()));
   }
   if (stopping_) return absl::UnavailableError("lock service is shutting down");
+  if (importing_) {
+    return absl::UnavailableError(
+        "a snapshot import is replacing the lock state; retry shortly");
+  }
+  if (const auto& m = core_.interrupted_import()) return InterruptedImportError(*m);
   return absl::OkStatus();
 }
 
@@ -251,16 +269,25 @@ void CoreRunner::ReadDurable(
     absl::FunctionRef<void(const core::LockCore&, int64_t now_ms)> read,
     std::function<void(absl::Status)> done) {
   bool wait = false;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
     if (!broken_.ok()) {
-      done(absl::UnavailableError(absl::StrCat(
+      refused = absl::UnavailableError(absl::StrCat(
           "lock service state is not durable after a store failure: ",
-          broken_.message())));
-      return;
+          broken_.message()));
+    } else {
+      refused = RefusalLocked();
     }
-    read(core_, clock_->NowMs());
-    wait = durable_seq_ < applied_seq_;
+    if (refused.ok()) {
+      read(core_, clock_->NowMs());
+      wait = durable_seq_ < applied_seq_;
+    }
+  }
+  // Callbacks run outside mu_ (they may take their stream's lock).
+  if (!refused.ok()) {
+    done(refused);
+    return;
   }
   if (!wait) {
     done(absl::OkStatus());
@@ -269,67 +296,6 @@ void CoreRunner::ReadDurable(
   // An empty delta completes after every delta queued before it: a barrier.
   absl::Status s = pipeline_->Enqueue(Delta(), done);
   if (!s.ok()) done(s);
-}
-
-void CoreRunner::ReplaceState(core::LockCore next, const store::StoreLimits& limits,
-                              std::function<void(absl::Status)> done) {
-  absl::StatusOr<store::CommitPipeline::Slot> slot = pipeline_->ReserveSlot();
-  if (!slot.ok()) {
-    done(slot.status());
-    return;
-  }
-  absl::Status refused;
-  std::vector<core::Event> events;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!broken_.ok()) {
-      refused = absl::UnavailableError(absl::StrCat("lock service is broken: ", broken_.message()));
-    } else if (stopping_) {
-      refused = absl::UnavailableError("lock service is shutting down");
-    } else {
-      const std::map<std::string, std::string> old_records = core_.Snapshot();
-      const std::map<std::string, std::string> new_records = next.Snapshot();
-      Delta delta;
-      for (const auto& [key, value] : old_records) {
-        if (!new_records.count(key)) delta.push_back(Mutation::Delete(key));
-      }
-      for (const auto& [key, value] : new_records) {
-        auto it = old_records.find(key);
-        if (it == old_records.end() || it->second != value) {
-          delta.push_back(Mutation::Put(key, value));
-        }
-      }
-      refused = store::ValidateBatch(delta, limits);
-      if (!refused.ok()) {
-        refused = absl::FailedPreconditionError(absl::StrCat(
-            "the new state does not fit one atomic store commit (", delta.size(),
-            " mutations): ", refused.message()));
-      } else {
-        core_ = std::move(next);
-        const uint64_t apply_seq = ++applied_seq_;
-        next_deadline_ms_ = std::min(next_deadline_ms_, core_.NextDeadlineMs());
-        tick_cv_.Signal();
-        for (const core::GatewayInfo& g : core_.ListGateways()) {
-          std::vector<core::Event> pending = core_.PendingEvents(g.name, 0, 1);
-          events.insert(events.end(), pending.begin(), pending.end());
-        }
-        const uint64_t next_sequence = core_.Counters().next_event_sequence;
-        refused = pipeline_->Enqueue(
-            *std::move(slot), std::move(delta),
-            [this, apply_seq, next_sequence, events, done](absl::Status s) {
-              if (s.ok()) {
-                absl::MutexLock lock(&mu_);
-                // Every event of the new state is durable now.
-                durable_event_seq_ = std::max(durable_event_seq_, next_sequence);
-              }
-              OnCommitted(apply_seq, s, events);  // Wakes the streams.
-              done(s);
-            });
-        if (!refused.ok()) broken_ = refused;  // The core is ahead of the store.
-      }
-    }
-  }
-  if (!refused.ok()) done(refused);
 }
 
 absl::Status CoreRunner::ReadNow(
@@ -384,6 +350,14 @@ void CoreRunner::AddListener(const std::string& gateway,
   list.push_back(std::move(l));
 }
 
+void CoreRunner::AddResetListener(std::weak_ptr<EventListener> l) {
+  absl::MutexLock lock(&listeners_mu_);
+  reset_listeners_.erase(std::remove_if(reset_listeners_.begin(), reset_listeners_.end(),
+                                        [](const auto& w) { return w.expired(); }),
+                         reset_listeners_.end());
+  reset_listeners_.push_back(std::move(l));
+}
+
 void CoreRunner::WakeListeners(const std::vector<core::Event>& events) {
   std::vector<std::shared_ptr<EventListener>> wake;
   {
@@ -406,6 +380,9 @@ absl::Status CoreRunner::Health() const {
   absl::MutexLock lock(&mu_);
   if (!broken_.ok()) return broken_;
   if (stopping_) return absl::UnavailableError("shutting down");
+  // A running import is not a health problem (it ends by itself); an
+  // interrupted one is, until an operator finishes or abandons it.
+  if (const auto& m = core_.interrupted_import()) return InterruptedImportError(*m);
   return absl::OkStatus();
 }
 
@@ -426,8 +403,9 @@ void CoreRunner::TickLoop() {
         tick_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(wait_ms));
         continue;
       }
-      if (!broken_.ok()) {
-        // Nothing more can be committed; sleep until stopped.
+      if (!broken_.ok() || importing_ || core_.interrupted_import()) {
+        // Nothing can be committed now; sleep until stopped (or the import
+        // is over: it lowers next_deadline_ms_ and signals).
         tick_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(kTickMaxSleepMs));
         continue;
       }

@@ -61,10 +61,18 @@ class EventListener {
  public:
   virtual ~EventListener() = default;
   virtual void Wake() = 0;
+  // The whole lock state was replaced (a snapshot import): end the stream
+  // with `status` (UNAVAILABLE) so its gateway reconnects and reads the new
+  // state. Runs on the pipeline thread: must not block.
+  virtual void Reset(const absl::Status& status) { (void)status; }
 };
 
 // Commands of one SubmitBatch at most (a Session message is bounded below).
 inline constexpr size_t kBatchItemsMax = 1024;
+
+// The refusal while the store holds an interrupted import (UNAVAILABLE,
+// naming the marker and the two ways out).
+absl::Status InterruptedImportError(const core::ImportMarker& m);
 
 // One item of a CoreRunner::SubmitBatch: a mutation or a read (TEST).
 using BatchItem = std::variant<core::Command, core::TestQuery>;
@@ -113,15 +121,25 @@ class CoreRunner {
   void ReadDurable(absl::FunctionRef<void(const core::LockCore&, int64_t now_ms)> read,
                    std::function<void(absl::Status)> done);
 
-  // Replaces the whole state with `next` (AdminService.ImportSnapshot): the
-  // delta that turns the current records into next's (deletes + puts) is
-  // queued behind everything already applied, as ONE durable commit, and
-  // `next` becomes the core at once, so later commands apply to it. `done`
-  // runs once that commit is durable (a failed commit breaks the runner as
-  // any other). FAILED_PRECONDITION, changing nothing, when the delta does
-  // not fit one store batch under `limits` (it must be atomic).
-  void ReplaceState(core::LockCore next, const store::StoreLimits& limits,
-                    std::function<void(absl::Status)> done);
+  // Replaces the whole state with `next` (AdminService.ImportSnapshot) in
+  // as many durable commits as the store's `limits` need (a staged import,
+  // core/lock_core.h; core_runner_import.cc):
+  //   1. the import marker `marker` (core/codec.h "m/import") and next's
+  //      counters (so counters never go backwards, whatever happens next);
+  //   2. chunks of deletes (records next lacks) and puts (records new or
+  //      changed), each within `limits`;
+  //   3. the marker's deletion: this commit makes the import current.
+  // From the call until the last commit, Submit/SubmitBatch/ReadDurable
+  // answer UNAVAILABLE (ReadNow still sees the old state). Once the last
+  // commit is durable `next` becomes the core, listeners are Reset() (the
+  // gateways' streams end and reconnect to the new state) and `done(OK)`
+  // runs. A failed commit breaks the runner like any other: the store then
+  // holds the marker, and the restarted server (or a standby taking over)
+  // refuses to serve until an import is finished or abandoned. Works the
+  // same from an interrupted-import core (finishing or abandoning it).
+  void ImportState(core::LockCore next, const core::ImportMarker& marker,
+                   const store::StoreLimits& limits,
+                   std::function<void(absl::Status)> done);
 
   // Runs `read` on the core now, without waiting for durability (admin views).
   absl::Status ReadNow(
@@ -136,6 +154,8 @@ class CoreRunner {
                                          uint64_t* scanned_to) const;
 
   void AddListener(const std::string& gateway, std::weak_ptr<EventListener> l);
+  // A listener told only of Reset() (LockService.Session streams).
+  void AddResetListener(std::weak_ptr<EventListener> l);
 
   // OK while serving; the failure otherwise.
   absl::Status Health() const;
@@ -164,6 +184,16 @@ class CoreRunner {
   void Break(const absl::Status& status);
   void TickLoop();
   void WakeListeners(const std::vector<core::Event>& events);
+  // Commits chunk `i` of an import, then the next (core_runner_import.cc).
+  struct ImportPlan;
+  // The import's commits: old records (the live state, or the verbatim
+  // records of an interrupted import) to `plan.next`'s.
+  void PlanImportLocked(ImportPlan& plan, const core::ImportMarker& marker,
+                        const store::StoreLimits& limits)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CommitImportChunk(std::shared_ptr<ImportPlan> plan, size_t i);
+  void FinishImport(std::shared_ptr<ImportPlan> plan);
+  void ResetListeners(const absl::Status& status);
 
   store::CommitPipeline* const pipeline_;
   const Clock* const clock_;
@@ -175,6 +205,7 @@ class CoreRunner {
   uint64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;   // ... and committed.
   uint64_t durable_event_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
+  bool importing_ ABSL_GUARDED_BY(mu_) = false;  // ImportState running.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t next_deadline_ms_ ABSL_GUARDED_BY(mu_) = 0;
   absl::CondVar tick_cv_;
@@ -183,6 +214,8 @@ class CoreRunner {
   mutable absl::Mutex listeners_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::flat_hash_map<std::string, std::vector<std::weak_ptr<EventListener>>>
       listeners_ ABSL_GUARDED_BY(listeners_mu_);
+  std::vector<std::weak_ptr<EventListener>> reset_listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
 
   std::thread tick_thread_;
 };

@@ -7,6 +7,9 @@
 // until the gateway acknowledges them (AckGrant / AckNotification), so a
 // gateway that reconnects, or a server that restarts, delivers them again.
 //
+// A snapshot import ends the stream (UNAVAILABLE, Listener::Reset): the
+// gateway reconnects and reads the new state's outbox.
+//
 // Lifetime: gRPC owns the reactor; the runner holds only a weak_ptr to the
 // stream's Listener, which the reactor disconnects in OnDone before it is
 // deleted.
@@ -17,12 +20,14 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/synchronization/mutex.h"
+#include "server/service/convert.h"
 #include "server/service/core_runner.h"
 
 namespace lockwarden::service {
@@ -54,8 +59,23 @@ class EventStream final : public grpc::ServerWriteReactor<Response> {
         FinishLocked(grpc::Status::CANCELLED);
         return;
       }
+      if (end_status_.has_value()) {
+        FinishLocked(*end_status_);
+        return;
+      }
     }
     Pump();
+  }
+
+  // Ends the stream with `status` (after the write in flight, if any): the
+  // lock state it streamed from was replaced (CoreRunner::ImportState).
+  void End(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (writing_) {
+      end_status_ = status;
+      return;
+    }
+    FinishLocked(status);
   }
 
   void OnCancel() override {
@@ -75,6 +95,10 @@ class EventStream final : public grpc::ServerWriteReactor<Response> {
     void Wake() override {
       absl::MutexLock lock(&mu_);
       if (stream_ != nullptr) stream_->Pump();
+    }
+    void Reset(const absl::Status& status) override {
+      absl::MutexLock lock(&mu_);
+      if (stream_ != nullptr) stream_->End(ToGrpcStatus(status));
     }
     void Detach() {
       absl::MutexLock lock(&mu_);
@@ -120,6 +144,7 @@ class EventStream final : public grpc::ServerWriteReactor<Response> {
   uint64_t cursor_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> end_status_ ABSL_GUARDED_BY(mu_);
   Response response_;
   const Fill fill_;
   const std::shared_ptr<Listener> listener_;

@@ -159,7 +159,8 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::StartWithCore(
   LockServer* raw = s.get();
   s->runner_->SetHealthCallback([raw](bool serving) { raw->SetServing(serving); });
   s->runner_->Start();
-  s->SetServing(true);
+  // Not serving from a store that holds an interrupted snapshot import.
+  s->SetServing(s->runner_->Health().ok());
   LogEvent(LogLevel::kInfo, "serving",
            {{"listen", options.listen},
             {"port", s->port_},

@@ -106,8 +106,7 @@ class StateCollector final : public prometheus::Collectable {
       AddValue(&pending, static_cast<double>(g.pending_events), label);
       const int64_t oldest = oldest_event_ms[i];
       AddValue(&lag, oldest == 0 ? 0.0 : std::max<int64_t>(0, now_ms - oldest) / 1000.0, label);
-      AddValue(&draining,
-               src_.activity != nullptr && src_.activity->IsDraining(g.name) ? 1 : 0, label);
+      AddValue(&draining, g.draining ? 1 : 0, label);
     }
     out.push_back(std::move(state));
     out.push_back(std::move(grace));

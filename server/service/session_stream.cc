@@ -95,11 +95,49 @@ v1::SessionResult ToResult(uint64_t call_id, Case kind,
 
 }  // namespace
 
+// Forwards the runner's Reset() to the registry while it exists.
+class SessionRegistry::ResetHook final : public EventListener {
+ public:
+  explicit ResetHook(SessionRegistry* registry) : registry_(registry) {}
+  void Wake() override {}
+  void Reset(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    if (registry_ != nullptr) registry_->ResetAll(status);
+  }
+  void Detach() {
+    absl::MutexLock lock(&mu_);
+    registry_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  SessionRegistry* registry_ ABSL_GUARDED_BY(mu_);
+};
+
+SessionRegistry::~SessionRegistry() {
+  std::shared_ptr<ResetHook> hook;
+  {
+    absl::MutexLock lock(&mu_);
+    hook = hook_;
+  }
+  // Outside mu_: Reset() holds the hook's lock while it takes mu_.
+  if (hook != nullptr) hook->Detach();
+}
+
 void SessionRegistry::CloseAll() {
+  EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "lock service is shutting down"),
+         /*close_registry=*/true);
+}
+
+void SessionRegistry::ResetAll(const absl::Status& status) {
+  EndAll(ToGrpcStatus(status), /*close_registry=*/false);
+}
+
+void SessionRegistry::EndAll(const grpc::Status& status, bool close_registry) {
   std::vector<SessionStream*> live;
   {
     absl::MutexLock lock(&mu_);
-    closed_ = true;
+    if (close_registry) closed_ = true;
     for (SessionStream* s : sessions_) {
       // A session whose last reference is going is removing itself.
       absl::MutexLock session_lock(&s->mu_);
@@ -107,7 +145,7 @@ void SessionRegistry::CloseAll() {
     }
   }
   for (SessionStream* s : live) {
-    s->Close();
+    s->Close(status);
     s->Unref();
   }
 }
@@ -117,9 +155,13 @@ bool SessionRegistry::closed() const {
   return closed_;
 }
 
-bool SessionRegistry::Add(SessionStream* s) {
+bool SessionRegistry::Add(SessionStream* s, CoreRunner* runner) {
   absl::MutexLock lock(&mu_);
   if (closed_) return false;
+  if (hook_ == nullptr) {
+    hook_ = std::make_shared<ResetHook>(this);
+    runner->AddResetListener(hook_);
+  }
   sessions_.insert(s);
   return true;
 }
@@ -131,7 +173,7 @@ void SessionRegistry::Remove(SessionStream* s) {
 
 SessionStream::SessionStream(CoreRunner* runner, SessionRegistry* registry)
     : runner_(runner), registry_(registry) {
-  const bool added = registry_->Add(this);
+  const bool added = registry_->Add(this, runner_);
   absl::MutexLock lock(&mu_);
   if (!added) {
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -236,8 +278,9 @@ void SessionStream::Deliver(std::vector<v1::SessionResult> results,
   NextLocked();
 }
 
-void SessionStream::Close() {
+void SessionStream::Close(const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
+  if (!closing_) close_status_ = status;
   closing_ = true;
   NextLocked();
 }
@@ -260,9 +303,7 @@ void SessionStream::NextLocked() {
     StartRead(&request_);
   }
   if (stop_reading && outstanding_ == 0 && outbox_.empty() && !writing_) {
-    FinishLocked(closing_ ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                         "lock service is shutting down")
-                          : grpc::Status::OK);
+    FinishLocked(closing_ ? close_status_ : grpc::Status::OK);
   }
 }
 

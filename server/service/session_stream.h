@@ -17,8 +17,12 @@
 // calls are unanswered at once: past it the stream stops reading (gRPC flow
 // control then pushes back on the gateway) until results are written.
 //
+// A snapshot import (CoreRunner::ImportState) ends every session with
+// UNAVAILABLE once its calls in flight are answered, so the gateways open new
+// ones on the new state (SessionRegistry::ResetAll).
+//
 // Lifetime: gRPC owns the reactor until OnDone; batches in flight and
-// SessionRegistry::CloseAll hold references, and the reactor deletes itself
+// SessionRegistry::CloseAll/ResetAll hold references, and the reactor deletes itself
 // when the last reference goes.
 //
 // Thread-safety: reactions run on gRPC threads, batch completions on the
@@ -32,6 +36,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -55,20 +60,34 @@ class SessionStream;
 // can end them promptly instead of waiting for its shutdown deadline.
 class SessionRegistry {
  public:
+  SessionRegistry() = default;
+  ~SessionRegistry();
+  SessionRegistry(const SessionRegistry&) = delete;
+  SessionRegistry& operator=(const SessionRegistry&) = delete;
+
   // Ends every live session with UNAVAILABLE once its calls in flight are
   // answered; later sessions are refused at once.
   void CloseAll();
   bool closed() const;
+  // Ends every live session with `status` once its calls in flight are
+  // answered; later sessions start as usual. Called through the runner
+  // when a snapshot import replaced the lock state.
+  void ResetAll(const absl::Status& status);
 
  private:
   friend class SessionStream;
+  class ResetHook;
   // False if the registry is closed (the session must refuse to start).
-  bool Add(SessionStream* s);
+  // The first Add registers the registry for the runner's resets.
+  bool Add(SessionStream* s, CoreRunner* runner);
   void Remove(SessionStream* s);
+  // Ends the sessions (taking a reference on each live one) with `status`.
+  void EndAll(const grpc::Status& status, bool close_registry);
 
   mutable absl::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<SessionStream*> sessions_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<ResetHook> hook_ ABSL_GUARDED_BY(mu_);
 };
 
 class SessionStream final
@@ -92,8 +111,8 @@ class SessionStream final
   // Converts and submits the calls of `request` (one reference held).
   void Submit(const v1::SessionRequest& request);
   void Deliver(std::vector<v1::SessionResult> results, size_t answered);
-  // Ends the stream once drained; called by SessionRegistry::CloseAll.
-  void Close();
+  // Ends the stream with `status` once drained; called by the registry.
+  void Close(const grpc::Status& status);
   // Starts the next write / read / finish, as the state allows.
   void NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const grpc::Status& status)
@@ -109,6 +128,7 @@ class SessionStream final
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status close_status_ ABSL_GUARDED_BY(mu_);  // Once closing_.
   size_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // Calls read, unanswered.
   std::vector<v1::SessionResult> outbox_ ABSL_GUARDED_BY(mu_);
   // Owned by the read in flight / the write in flight respectively.
