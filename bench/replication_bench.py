@@ -22,13 +22,24 @@ the killed server as a standby. Reported: p50 / max over the rounds and the
 number of acknowledged locks lost.
 
 Throughput: nlm_bench.run_load at 1/16/64 TCP clients against the etcd
-gateway and the RocksDB gateway, interleaved, --runs times each.
+gateway, the RocksDB gateway and NFS-Ganesha's in-memory NLM4 (host
+`ganesha`, started as bench/nlm_bench.py does), interleaved, --runs times
+each (--stores picks the systems). Each run also reports the whole
+machine's CPU per pair (/proc/stat: the system under test, the clients and
+anything else running), which bounds pairs/s at 2 vCPUs / that figure.
 
 Usage (root; prints figures, asserts nothing):
   bazel build -c opt //server:lockwarden-server //gateway:lockwarden-gateway \\
       //tests/peers:nlm_client //cli:lockwardenctl
   python3 bench/replication_bench.py [--rounds 20] [--runs 3] [--seconds 2]
-      [--clients 1,16,64] [--skip-throughput] [--skip-failover]
+      [--clients 1,16,64] [--skip-throughput] [--skip-failover] [--profile]
+
+--profile prints, per etcd run, where the time went: CPU seconds per pair of
+the etcd members, the leader server, the standbys and the gateway
+(utime+stime from /proc), the leader's commit pipeline (Txns, deltas per
+Txn, commit latency: lockwardenctl status) and etcd's own counters summed
+over the members (/metrics: WAL fsyncs and their mean latency, backend
+commits, raft proposals applied, Txn RPCs served).
 """
 
 import argparse
@@ -52,6 +63,12 @@ NLM4_LOCK, NLM4_UNLOCK = 2, 4
 NLM4_GRANTED = 0
 SERVER_PORTS = (7421, 7422, 7423)
 PROBE_RESEND_S = 0.05
+# The etcd members' flags in deploy/k8s/base/etcd/etcd.yaml beyond names and
+# URLs: compaction keeps one hour of history, 4 GiB backend quota. fsync
+# stays on (etcd has no switch for it in 3.4 short of --unsafe-no-fsync).
+ETCD_PRODUCTION_FLAGS = ('--auto-compaction-mode=periodic '
+                         '--auto-compaction-retention=1h '
+                         '--quota-backend-bytes=4294967296')
 
 
 # ---- NLM4 over UDP, just LOCK and UNLOCK (RFC 1813 / XNFS) ----
@@ -140,6 +157,18 @@ def main():
     ap.add_argument('--clients', default='1,16,64')
     ap.add_argument('--skip-throughput', action='store_true')
     ap.add_argument('--skip-failover', action='store_true')
+    ap.add_argument('--stores', default='etcd,rocksdb,ganesha',
+                    help='throughput targets, comma-separated')
+    ap.add_argument('--bin-dir', default=None,
+                    help='binaries (server/, gateway/, cli/, tests/peers/) from '
+                         'here instead of bazel-out/k8-opt/bin')
+    ap.add_argument('--etcd-flags', default=ETCD_PRODUCTION_FLAGS,
+                    help='extra flags for every etcd member, space-separated '
+                         '(default: those of deploy/k8s/base/etcd/etcd.yaml)')
+    ap.add_argument('--server-flags', default='',
+                    help='extra flags for every etcd-backed lockwarden-server')
+    ap.add_argument('--profile', action='store_true',
+                    help='print where each etcd run spent its time')
     ap.add_argument('--probe', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--fh', default='aa' * 32, help=argparse.SUPPRESS)
     ap.add_argument('--probe-seconds', type=float, default=600, help=argparse.SUPPRESS)
@@ -148,14 +177,17 @@ def main():
         return probe_main(args)
 
     from bench import nlm_bench  # noqa: E402 (its binaries and load driver)
+    if args.bin_dir:
+        nlm_bench.BIN_DIR = os.path.abspath(args.bin_dir)
     from tests.harness import netns, peers  # noqa: E402
     binary = nlm_bench.binary
     print('binaries from %s' % nlm_bench.BIN_DIR)
     netns.cleanup_stale()
-    with netns.Topology(['client', 'lw', 'rdb', 'e1', 'e2', 'e3']) as topo:
+    with netns.Topology(['client', 'lw', 'rdb', 'ganesha', 'e1', 'e2', 'e3']) as topo:
         lw, client = topo['lw'], topo['client']
         etcd_hosts = [topo['e1'], topo['e2'], topo['e3']]
-        peers.start_etcd_cluster(etcd_hosts)
+        etcd_procs = peers.start_etcd_cluster(etcd_hosts,
+                                              extra_args=args.etcd_flags.split())
         endpoints = peers.etcd_endpoints(etcd_hosts)
         servers = {}
 
@@ -164,13 +196,14 @@ def main():
             servers[i] = lw.start(
                 [binary('server/lockwarden-server'), '--store=etcd',
                  '--etcd-endpoints=' + endpoints, '--server-id=s%d' % i,
-                 '--listen=127.0.0.1:%d' % port, '--log-level=warn'],
+                 '--listen=127.0.0.1:%d' % port, '--log-level=warn'] +
+                args.server_flags.split(),
                 name='server-s%d' % i, tcp_ports=[port], timeout=30)
 
         for i in range(3):
             start_server(i)
         server_list = ','.join('127.0.0.1:%d' % p for p in SERVER_PORTS)
-        lw.start([binary('gateway/lockwarden-gateway'), '--name=lw',
+        gateway = lw.start([binary('gateway/lockwarden-gateway'), '--name=lw',
                   '--server=' + server_list, '--nlm-port=%d' % NLM_PORT,
                   '--nsm-port=662', '--portmap-port=111', '--log-level=warn'],
                  name='lockwarden-gateway', tcp_ports=[NLM_PORT],
@@ -199,7 +232,12 @@ def main():
         if not args.skip_failover:
             failover(args, lw, servers, start_server, ctl_json, leader)
         if not args.skip_throughput:
-            throughput(args, nlm_bench, client, topo['rdb'])
+            profile = None
+            if args.profile:
+                profile = EtcdProfile(nlm_bench, lw, etcd_hosts, etcd_procs,
+                                      servers, gateway, leader)
+            throughput(args, nlm_bench, client, topo['rdb'], topo['ganesha'],
+                       profile)
 
 
 def failover(args, lw, servers, start_server, ctl_json, leader):
@@ -265,27 +303,175 @@ def failover(args, lw, servers, start_server, ctl_json, leader):
         probe.wait()
 
 
-def throughput(args, nlm_bench, client, rdb):
-    rdb_fh, _ = nlm_bench.start_lockwarden(rdb)
-    targets = (('etcd (3 servers, 3-member etcd)', 'lw', 'aa' * 32),
-               ('rocksdb (single node)', 'rdb', rdb_fh))
+# etcd's Prometheus counters summed over the members, by short name:
+# (metric name, label fragment that must appear or None).
+ETCD_COUNTERS = {
+    'wal_fsyncs': ('etcd_disk_wal_fsync_duration_seconds_count', None),
+    'wal_fsync_s': ('etcd_disk_wal_fsync_duration_seconds_sum', None),
+    'backend_commits': ('etcd_disk_backend_commit_duration_seconds_count', None),
+    'backend_commit_s': ('etcd_disk_backend_commit_duration_seconds_sum', None),
+    'proposals_applied': ('etcd_server_proposals_applied_total', None),
+    'txn_rpcs': ('grpc_server_handled_total', 'grpc_method="Txn"'),
+    'range_rpcs': ('grpc_server_handled_total', 'grpc_method="Range"'),
+}
+
+
+def machine_busy_seconds():
+    """CPU seconds all CPUs spent not idle (nor waiting for I/O) since
+    boot, from /proc/stat."""
+    with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf('SC_CLK_TCK')
+
+
+class EtcdProfile:
+    """Snapshots of CPU times and counters around one run against the etcd
+    gateway; report() prints the differences per pair."""
+
+    def __init__(self, nlm_bench, lw, etcd_hosts, etcd_procs, servers,
+                 gateway, leader):
+        self.nlm_bench, self.lw = nlm_bench, lw
+        self.etcd_hosts, self.etcd_procs = etcd_hosts, etcd_procs
+        self.servers, self.gateway = servers, gateway
+        self.leader = leader
+
+    def _etcd_counters(self):
+        out = dict.fromkeys(ETCD_COUNTERS, 0.0)
+        for h in self.etcd_hosts:
+            res = self.lw.run(['curl', '-s', '--max-time', '5',
+                               'http://%s:2379/metrics' % h.ipv4],
+                              timeout=10, check=False)
+            for line in res.stdout.splitlines():
+                if line.startswith('#') or ' ' not in line:
+                    continue
+                name_labels, value = line.rsplit(' ', 1)
+                name = name_labels.split('{', 1)[0]
+                for key, (metric, fragment) in ETCD_COUNTERS.items():
+                    if name == metric and (fragment is None or
+                                           fragment in name_labels):
+                        out[key] += float(value)
+        return out
+
+    def snapshot(self):
+        cpu = self.nlm_bench.cpu_seconds
+        lead = self.leader()
+        snap = {
+            'leader': lead,
+            'cpu_etcd': sum(cpu(p.pid) for p in self.etcd_procs),
+            'cpu_leader': cpu(self.servers[lead].pid),
+            'cpu_standbys': sum(cpu(p.pid) for i, p in self.servers.items()
+                                if i != lead),
+            'cpu_gateway': cpu(self.gateway.pid),
+            'etcd': self._etcd_counters(),
+            'cpu_machine': machine_busy_seconds(),
+        }
+        # The leader's own pipeline (a standby's status would be its own).
+        res = self.lw.run([self.nlm_bench.binary('cli/lockwardenctl'),
+                           '--server=127.0.0.1:%d' % SERVER_PORTS[lead],
+                           '--timeout=5s', 'status', '--output', 'json'],
+                          timeout=30, check=False)
+        stats = (json.loads(res.stdout).get('commit_stats', {})
+                 if res.returncode == 0 else {})
+        snap['txns'] = float(stats.get('commits', 0))
+        snap['deltas'] = float(stats.get('mean_batch_size', 0)) * snap['txns']
+        snap['mutations'] = float(stats.get('mutations', 0))
+        snap['commit_p50_us'] = float(stats.get('mean_commit_latency_us', 0))
+        return snap
+
+    @staticmethod
+    def report(before, after, pairs, wall):
+        if before['leader'] != after['leader']:
+            print('  (leader changed during the run: profile skipped)')
+            return
+        d = lambda k: after[k] - before[k]  # noqa: E731
+        e = lambda k: after['etcd'][k] - before['etcd'][k]  # noqa: E731
+        us = lambda s: s * 1e6 / max(1, pairs)  # noqa: E731
+        txns = max(1.0, d('txns'))
+        print('  CPU us/pair: etcd (3 members) %.0f, leader %.0f, standbys %.0f, '
+              'gateway %.0f; busy %.2f of 2 vCPUs (these daemons only)' % (
+                  us(d('cpu_etcd')), us(d('cpu_leader')), us(d('cpu_standbys')),
+                  us(d('cpu_gateway')),
+                  (d('cpu_etcd') + d('cpu_leader') + d('cpu_standbys') +
+                   d('cpu_gateway')) / wall))
+        others = d('cpu_machine') - (d('cpu_etcd') + d('cpu_leader') +
+                                     d('cpu_standbys') + d('cpu_gateway'))
+        print('  machine: busy %.2f of %d vCPUs; everything else (clients, '
+              'other work) %.0f us/pair' % (d('cpu_machine') / wall,
+                                             os.cpu_count(), us(others)))
+        print('  leader: %.0f Txns/s, %.1f deltas and %.1f mutations per Txn, '
+              'commit p50 %.0f us' % (
+                  d('txns') / wall, d('deltas') / txns, d('mutations') / txns,
+                  after['commit_p50_us']))
+        fsyncs = max(1.0, e('wal_fsyncs'))
+        commits = max(1.0, e('backend_commits'))
+        print('  etcd (sum of 3 members): %.0f WAL fsyncs/s (mean %.2f ms), '
+              '%.0f backend commits/s (mean %.2f ms), %.0f proposals applied/s, '
+              '%.0f Txn and %.0f Range RPCs/s' % (
+                  e('wal_fsyncs') / wall, e('wal_fsync_s') * 1e3 / fsyncs,
+                  e('backend_commits') / wall, e('backend_commit_s') * 1e3 / commits,
+                  e('proposals_applied') / wall, e('txn_rpcs') / wall,
+                  e('range_rpcs') / wall),
+              flush=True)
+
+
+def throughput(args, nlm_bench, client, rdb, ganesha, profile=None):
+    from tests.harness import peers  # noqa: E402
+    targets = []
+    stores = args.stores.split(',')
+    if 'etcd' in stores:
+        targets.append(('etcd (3 servers, 3-member etcd)', 'lw', 'aa' * 32))
+    if 'rocksdb' in stores:
+        rdb_fh, _ = nlm_bench.start_lockwarden(rdb)
+        targets.append(('rocksdb (single node)', 'rdb', rdb_fh))
+    if 'ganesha' in stores:
+        # As bench/nlm_bench.py runs it: in-memory NLM4, statd on both hosts.
+        client.start_rpcbind()
+        client.start_statd()
+        targets.append(('Ganesha 4.3 NLM4 (in memory)', 'ganesha',
+                        nlm_bench.start_ganesha(ganesha, client)))
+    # The client host holds one extra lock everywhere, so it stays monitored
+    # (otherwise statd's fsync of its monitor file dominates Ganesha's run).
+    for _, host, fh in targets:
+        peers.nlm_client(client, ['--server', host, '--port', str(NLM_PORT),
+                                  '--caller', 'client', '--fh', fh,
+                                  'lock:svid=999999,excl=1,offset=999999,len=1'])
     counts = [int(c) for c in args.clients.split(',')]
     results = {}
     for c in counts:
         for run in range(args.runs):
             for name, host, fh in targets:
+                before = profile.snapshot() if profile and host == 'lw' else None
+                busy = machine_busy_seconds()
                 r = nlm_bench.run_load(client, host, fh, c, args.seconds, False,
                                        1000 + run * 1000)
-                results.setdefault((name, c), []).append(r)
-    print('\n| clients | store | pairs/s (median of %d) | LOCK p50 µs | LOCK p99 µs |'
-          % args.runs)
-    print('|---:|---|---:|---:|---:|')
+                # CPU of the whole machine per pair: this system, the clients
+                # and whatever else ran (other users of the VM).
+                machine_us = ((machine_busy_seconds() - busy) * 1e6 /
+                              max(1.0, r[0] * r[3]))
+                results.setdefault((name, c), []).append(r[:3] + (machine_us,))
+                print('%s, %d clients, run %d: %.0f pairs/s, LOCK p50 %.0f us, '
+                      'machine CPU %.0f us/pair, load %s' % (
+                          name, c, run + 1, r[0], r[1], machine_us,
+                          open('/proc/loadavg').read().split()[0]), flush=True)
+                if before is not None:
+                    profile.report(before, profile.snapshot(), r[0] * r[3], r[3])
+    print('\n| clients | system | pairs/s (median of %d) | LOCK p50 µs | LOCK p99 µs '
+          '| machine CPU µs/pair |' % args.runs)
+    print('|---:|---|---:|---:|---:|---:|')
     for c in counts:
-        for name, _, _ in targets:
+        med = {}
+        for name, host, _ in targets:
             rs = results[(name, c)]
-            print('| %d | %s | %.0f | %.0f | %.0f |' % (
-                c, name, statistics.median(r[0] for r in rs),
-                statistics.median(r[1] for r in rs), statistics.median(r[2] for r in rs)))
+            med[host] = statistics.median(r[0] for r in rs)
+            print('| %d | %s | %.0f | %.0f | %.0f | %.0f |' % (
+                c, name, med[host], statistics.median(r[1] for r in rs),
+                statistics.median(r[2] for r in rs),
+                statistics.median(r[3] for r in rs)))
+        for host in ('lw', 'rdb'):
+            if host in med and 'ganesha' in med:
+                print('| %d | ratio %s / Ganesha | %.2f | | | |' % (
+                    c, 'etcd' if host == 'lw' else 'rocksdb',
+                    med[host] / med['ganesha']))
 
 
 if __name__ == '__main__':

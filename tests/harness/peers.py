@@ -318,13 +318,15 @@ def etcd_endpoints(hosts):
     return ','.join('http://%s:%d' % (h.ipv4, ETCD_CLIENT_PORT) for h in hosts)
 
 
-def start_etcd_cluster(hosts, token='lwt', timeout=ETCD_START_TIMEOUT_S):
+def start_etcd_cluster(hosts, token='lwt', timeout=ETCD_START_TIMEOUT_S,
+                       extra_args=()):
     """Starts one etcd member on each host, as one new cluster (the
     replicated store lockwarden-server can use); returns the Processes once
     every member reports healthy through etcdctl.
 
     Data lives in <host dir>/etcd; members use plain HTTP on
-    <ipv4>:2379 (clients) and :2380 (peers).
+    <ipv4>:2379 (clients) and :2380 (peers). `extra_args` are appended to
+    every member's command line (e.g. ['--max-txn-ops=1024']).
     """
     cluster = ','.join('%s=http://%s:%d' % (h.name, h.ipv4, ETCD_PEER_PORT)
                        for h in hosts)
@@ -342,7 +344,7 @@ def start_etcd_cluster(hosts, token='lwt', timeout=ETCD_START_TIMEOUT_S):
                 h.ipv4, ETCD_PEER_PORT),
             '--initial-cluster', cluster,
             '--initial-cluster-token', token,
-            '--initial-cluster-state', 'new'], name='etcd'))
+            '--initial-cluster-state', 'new'] + list(extra_args), name='etcd'))
     deadline = time.monotonic() + timeout
     for m in members:
         m.wait_for_port(ETCD_CLIENT_PORT, 'tcp',
