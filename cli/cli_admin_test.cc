@@ -210,6 +210,26 @@ TEST_F(CliAdminTest, SnapshotExportWithBadChecksumLeavesNoFile) {
   EXPECT_FALSE(Exists(file + ".partial"));
 }
 
+TEST_F(CliAdminTest, SnapshotImportAbandonSendsOneMessageWithoutASnapshot) {
+  CtlResult run = Ctl({"snapshot", "import", "--abandon", "--reason=crashed import",
+                       "-o", "json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto& recorded = server_->recorded();
+  ASSERT_EQ(recorded.imports.size(), 1u);
+  EXPECT_TRUE(recorded.imports[0].abandon());
+  EXPECT_FALSE(recorded.imports[0].has_chunk());
+  EXPECT_EQ(recorded.imports[0].reason(), "crashed import");
+  // --abandon takes no snapshot; without it --file is required.
+  const std::string file = TempFile("abandon_with_file");
+  run = Ctl({"snapshot", "import", "--abandon", "--file=" + file});
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(run.err, "--abandon: takes no --file")) << run.err;
+  run = Ctl({"snapshot", "import"});
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(run.err, "--file: required")) << run.err;
+  EXPECT_EQ(server_->recorded().imports.size(), 1u);
+}
+
 TEST_F(CliAdminTest, SnapshotImportRejectsAForeignFile) {
   const std::string file = TempFile("not_a_snapshot");
   std::ofstream(file) << "hello, world\n";

@@ -106,6 +106,7 @@ struct SnapshotFlags {
   std::string stream_timeout = "30m";
   bool force = false;
   bool state_is_current = false;
+  bool abandon = false;  // import: abandon an interrupted import instead.
   std::string reason;
 };
 
@@ -325,6 +326,13 @@ grpc::Status ImportAttempt(grpc::ClientContext* context,
 }
 
 int RunImport(CommandEnv* env, const SnapshotFlags& flags) {
+  if (flags.abandon && (!flags.file.empty() || flags.force || flags.state_is_current)) {
+    return env->Fail(absl::InvalidArgumentError(
+        "--abandon: takes no --file, --force or --state-is-current"));
+  }
+  if (!flags.abandon && flags.file.empty()) {
+    return env->Fail(absl::InvalidArgumentError("--file: required (or --abandon)"));
+  }
   absl::StatusOr<absl::Duration> timeout =
       ParseDurationFlag(flags.stream_timeout, "--stream-timeout");
   if (!timeout.ok()) return env->Fail(timeout.status());
@@ -336,6 +344,7 @@ int RunImport(CommandEnv* env, const SnapshotFlags& flags) {
                                         : flags.reason);
   first.set_force(flags.force);
   first.set_state_is_current(flags.state_is_current);
+  first.set_abandon(flags.abandon);
   v1::ImportSnapshotResponse response;
   absl::Status local_error;
   CallOptions options;
@@ -344,13 +353,21 @@ int RunImport(CommandEnv* env, const SnapshotFlags& flags) {
       "ImportSnapshot",
       [&](grpc::ClientContext* context,
           const std::shared_ptr<grpc::Channel>& channel) {
+        if (flags.abandon) {  // One message, no snapshot.
+          auto writer =
+              v1::AdminService::NewStub(channel)->ImportSnapshot(context, &response);
+          if (writer->Write(first)) writer->WritesDone();
+          return writer->Finish();
+        }
         return ImportAttempt(context, channel, flags.file, first, env->err(),
                              &response, &local_error);
       },
       options);
   if (!local_error.ok()) return env->Fail(local_error);
   if (!status.ok()) return env->Fail(status);
-  return PrintMutation(env, *connection, "snapshot import", first.request_id(),
+  return PrintMutation(env, *connection,
+                       flags.abandon ? "snapshot import --abandon" : "snapshot import",
+                       first.request_id(),
                        response);
 }
 
@@ -373,14 +390,19 @@ void AddSnapshotCommands(CLI::App& app, CommandEnv* env) {
   auto import_flags = std::make_shared<SnapshotFlags>();
   CLI::App* import_command = group->add_subcommand(
       "import", "Replace the whole store with the snapshot in --file");
-  import_command->add_option("--file", import_flags->file, "Input file")
-      ->required();
+  import_command->add_option("--file", import_flags->file,
+                             "Input file (required unless --abandon)");
   import_command->add_flag("--force", import_flags->force,
                            "Replace a store that holds state");
   import_command->add_flag(
       "--state-is-current", import_flags->state_is_current,
       "The snapshot comes from a stopped server with nothing changed since: "
       "keep state numbers, no grace, no SM_NOTIFY");
+  import_command->add_flag(
+      "--abandon", import_flags->abandon,
+      "Instead of importing: abandon an interrupted import (the server refuses "
+      "to serve until then); leaves an empty lock state, every gateway "
+      "identity reset");
   import_command->add_option("--stream-timeout", import_flags->stream_timeout,
                              "Deadline of the whole transfer")
       ->capture_default_str();

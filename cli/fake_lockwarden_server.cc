@@ -416,7 +416,7 @@ class FakeAdminService final : public v1::AdminService::Service {
     bool force = false;
     bool first = true;
     while (reader->Read(&message)) {
-      if (first) force = message.force();
+      if (first) force = message.force() || message.abandon();
       first = false;
       keys += message.chunk().entries().entries_size();
       state_->Record([&](RecordedRequests& r) { r.imports.push_back(message); });

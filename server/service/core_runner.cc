@@ -24,7 +24,7 @@ absl::Status InterruptedImportError(const core::ImportMarker& m) {
   return absl::UnavailableError(absl::StrCat(
       "not serving: the store holds an interrupted snapshot import (",
       m.key_count, " keys, started at ", m.started_ms, " ms, ", m.source,
-      "); finish it with `lockwardenctl snapshot import --force FILE` or "
+      "); finish it with `lockwardenctl snapshot import --force --file FILE` or "
       "abandon it with `lockwardenctl snapshot import --abandon` "
       "(docs/operations.md)"));
 }
