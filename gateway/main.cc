@@ -73,7 +73,7 @@ struct Flags {
   int64_t failover_wait_ms = 5000;
   int64_t rpc_timeout_ms = 2000;
   int drc_entries = 8192;
-  int io_threads = 2;
+  int io_threads = 1;  // reads only: replies go out from gRPC threads
   std::string granted_callback = "msg";
   std::string notify_source_check = "strict";
   bool allow_remote_mon = false;
