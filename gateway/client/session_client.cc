@@ -65,6 +65,7 @@ class SessionClient::Stream final
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&owner_->mu_);
     writing = false;
+    owner_->ReclaimSentCallsLocked(request);
     if (!ok) {
       // The read loop sees the end too and drops the hold.
       ctx_.TryCancel();
@@ -185,7 +186,10 @@ void SessionClient::MaybeWriteLocked() {
   while (!queue_.empty() &&
          static_cast<size_t>(req.calls_size()) < kSessionClientCallsPerMessage) {
     Pending& p = queue_.front();
-    *req.add_calls() = p.call;  // Kept for a resend after a break.
+    // Moved, not copied: ReclaimSentCallsLocked moves it back once written
+    // (gRPC has serialised it), for a resend after a break.
+    req.add_calls()->Swap(&p.call);
+    p.call.set_call_id(req.calls(req.calls_size() - 1).call_id());
     p.sent_at = now;
     const uint64_t id = p.call.call_id();
     in_flight_.emplace(id, std::move(p));
@@ -194,6 +198,15 @@ void SessionClient::MaybeWriteLocked() {
   ++stats_.messages_sent;
   stream_->writing = true;
   stream_->StartWrite(&req);
+}
+
+void SessionClient::ReclaimSentCallsLocked(v1::SessionRequest& sent) {
+  for (v1::SessionCall& call : *sent.mutable_calls()) {
+    auto it = in_flight_.find(call.call_id());
+    // Absent: answered (or expired) before the write completed.
+    if (it != in_flight_.end()) it->second.call.Swap(&call);
+  }
+  sent.Clear();
 }
 
 void SessionClient::OnResults(Stream* stream, v1::SessionResponse& response) {

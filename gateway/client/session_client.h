@@ -110,6 +110,10 @@ class SessionClient {
   void MaybeConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the next message on `stream` if it may write.
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A write completed: the calls it carried go back to their in_flight_
+  // entries (MaybeWriteLocked moved them into the message).
+  void ReclaimSentCallsLocked(v1::SessionRequest& sent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnResults(Stream* stream, v1::SessionResponse& response);
   void OnStreamDone(Stream* stream, const grpc::Status& status,
                     const std::string& leader);

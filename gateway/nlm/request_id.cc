@@ -22,6 +22,19 @@ void AppendWord(std::string* out, uint32_t v) {
   for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
 }
 
+// SHA-256, fetched from OpenSSL's provider once per process: passing
+// EVP_sha256() to EVP_Digest makes OpenSSL 3 look the algorithm up again
+// on every call (locks and property queries, most of the digest's cost for
+// inputs this small). An EVP_MD is immutable and safe to share between
+// threads; it lives as long as the process.
+const EVP_MD* Sha256() {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha256();
+  }();
+  return md;
+}
+
 std::string HashToId(absl::string_view prefix, const std::string& material) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int digest_len = 0;
@@ -29,7 +42,7 @@ std::string HashToId(absl::string_view prefix, const std::string& material) {
   // id is safe (it never collides; only the cross-restart dedup of this one
   // call is lost), a constant one would not be.
   if (EVP_Digest(material.data(), material.size(), digest.data(), &digest_len,
-                 EVP_sha256(), nullptr) != 1 ||
+                 Sha256(), nullptr) != 1 ||
       digest_len < 16) {
     absl::BitGen gen;
     return absl::StrCat(prefix, "rnd-", absl::Hex(absl::Uniform<uint64_t>(gen)),

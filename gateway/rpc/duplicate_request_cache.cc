@@ -35,8 +35,7 @@ void DuplicateRequestCache::EvictLocked(absl::Time now) {
   // first, then enforce the bounds. Each step removes one entry, so the
   // loop runs at most entries_.size() times.
   while (!lru_.empty()) {
-    auto it = entries_.find(lru_.back());
-    const bool expired = now - it->second.inserted > options_.ttl;
+    const bool expired = now - lru_.back().inserted > options_.ttl;
     const bool over = entries_.size() > options_.max_entries ||
                       stats_.reply_bytes > options_.max_reply_bytes;
     if (!expired && !over) break;
@@ -45,8 +44,17 @@ void DuplicateRequestCache::EvictLocked(absl::Time now) {
     } else {
       ++stats_.evictions;
     }
-    EraseLocked(it);
+    EraseLocked(entries_.find(lru_.back().key));
   }
+}
+
+absl::flat_hash_map<DrcKey, DuplicateRequestCache::Entry>::iterator
+DuplicateRequestCache::InsertLocked(const DrcKey& key, absl::Time now) {
+  lru_.push_front(LruNode{key, now});
+  Entry e;
+  e.inserted = now;
+  e.lru = lru_.begin();
+  return entries_.emplace(key, std::move(e)).first;
 }
 
 DuplicateRequestCache::Lookup DuplicateRequestCache::Begin(const DrcKey& key,
@@ -68,11 +76,7 @@ DuplicateRequestCache::Lookup DuplicateRequestCache::Begin(const DrcKey& key,
     return Lookup{State::kInProgress, {}};
   }
   ++stats_.misses;
-  lru_.push_front(key);
-  Entry e;
-  e.inserted = now;
-  e.lru = lru_.begin();
-  entries_.emplace(key, std::move(e));
+  InsertLocked(key, now);
   EvictLocked(now);
   return Lookup{State::kNew, {}};
 }
@@ -87,11 +91,7 @@ void DuplicateRequestCache::Complete(const DrcKey& key, std::string reply,
   }
   if (it == entries_.end()) {
     // Evicted while executing: cache the reply anyway, it is the freshest.
-    lru_.push_front(key);
-    Entry e;
-    e.inserted = now;
-    e.lru = lru_.begin();
-    it = entries_.emplace(key, std::move(e)).first;
+    it = InsertLocked(key, now);
   }
   stats_.reply_bytes -= it->second.reply.size();
   it->second.completed = true;

@@ -111,13 +111,23 @@ class DuplicateRequestCache {
   DrcStats stats() const;
 
  private:
+  // The LRU list carries the insertion time too, so the eviction check
+  // needs no hash lookup unless it evicts.
+  struct LruNode {
+    DrcKey key;
+    absl::Time inserted;
+  };
   struct Entry {
     bool completed = false;
     std::string reply;
     absl::Time inserted;
-    std::list<DrcKey>::iterator lru;  // position in lru_
+    std::list<LruNode>::iterator lru;  // position in lru_
   };
 
+  // Inserts a new in-progress entry at the LRU front.
+  absl::flat_hash_map<DrcKey, Entry>::iterator InsertLocked(const DrcKey& key,
+                                                            absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseLocked(absl::flat_hash_map<DrcKey, Entry>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -125,7 +135,7 @@ class DuplicateRequestCache {
   const DrcOptions options_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<DrcKey, Entry> entries_ ABSL_GUARDED_BY(mu_);
-  std::list<DrcKey> lru_ ABSL_GUARDED_BY(mu_);  // front = most recent
+  std::list<LruNode> lru_ ABSL_GUARDED_BY(mu_);  // front = most recent
   DrcStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
