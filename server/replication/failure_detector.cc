@@ -229,7 +229,8 @@ void LeaderFailureDetector::Step(Watched& w, absl::Time& next_refresh) {
     absl::MutexLock lock(&mu_);
     ++stats_.probes;
     if (probe.outcome == ProbeOutcome::kDead) ++stats_.failed_probes;
-    if (probe.outcome != ProbeOutcome::kMisconfigured) stats_.misconfigured = false;
+    if (probe.outcome != ProbeOutcome::kMisconfigured)
+      stats_.misconfigured = false;
   }
   if (probe.outcome == ProbeOutcome::kServing) {
     w.seen_serving = true;
@@ -298,8 +299,7 @@ void LeaderFailureDetector::RecordMisconfigured(Watched& w,
   }
   ++misconfig_unlogged_;
   const absl::Time now = absl::Now();
-  if (!persistent ||
-      now - misconfig_logged_at_ < kMisconfigLogInterval) {
+  if (!persistent || now - misconfig_logged_at_ < kMisconfigLogInterval) {
     return;
   }
   LogEvent(

@@ -1,5 +1,6 @@
 #include "server/replication/standby_replica.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -163,7 +164,14 @@ StandbyReplicaStats StandbyReplica::stats() const {
   }
   s.revisions_applied = revisions_applied_;
   s.health = broken_;
+  if (watch_ != nullptr) {
+    s.caught_up_revision = std::max(s.revision, watch_->progress_revision());
+  }
   return s;
+}
+
+void StandbyReplica::RequestProgress() {
+  if (watch_ != nullptr) (void)watch_->RequestProgress();
 }
 
 std::map<std::string, std::string> StandbyReplica::RecordsForTesting() const {

@@ -83,7 +83,10 @@ class ReplicaState {
 };
 
 struct StandbyReplicaStats {
-  int64_t revision = 0;        // Applied up to here.
+  int64_t revision = 0;  // Applied up to here (last state commit).
+  // Every revision up to here is applied (the watch's progress; above
+  // `revision` when later revisions changed keys outside the state).
+  int64_t caught_up_revision = 0;
   uint64_t revisions_applied = 0;
   size_t records = 0;
   absl::Status health;         // Not OK once broken.
@@ -108,6 +111,9 @@ class StandbyReplica {
   absl::StatusOr<core::LockCore> TakeCaughtUp(absl::Duration timeout = kDefaultCatchUpTimeout);
 
   StandbyReplicaStats stats() const;
+  // Asks etcd for a progress notification (non-blocking); afterwards
+  // stats().caught_up_revision reaches the revision etcd was at.
+  void RequestProgress();
   // The persisted records and the core's Snapshot() (tests compare them).
   std::map<std::string, std::string> RecordsForTesting() const;
   std::map<std::string, std::string> CoreSnapshotForTesting() const;

@@ -1,6 +1,7 @@
 // The staged snapshot import over real gRPC on loopback: a snapshot far
 // larger than one store commit (20,000 locks; RocksDB batches hold 4096
-// mutations) imports whole; a store that fails mid-import leaves the marker
+// mutations, an etcd Txn 128 operations) imports whole into RocksDB and into
+// a real 1-member etcd; a store that fails mid-import leaves the marker
 // and every server recovering it refuses to serve (UNAVAILABLE, NOT_SERVING)
 // until an import with force finishes it (the store then holds exactly the
 // snapshot) or an abandon empties it; an import ends the gateways' event
@@ -17,10 +18,12 @@
 #include "server/core/lock_core.h"
 #include "server/service/service_test_util.h"
 #include "server/service/snapshot.h"
+#include "server/store/etcd_store.h"
 #include "server/store/fault_injecting_store.h"
 #include "server/store/memory_store.h"
 #include "server/store/rocksdb_store.h"
 #include "server/store/store_test_util.h"
+#include "tests/etcd/etcd_cluster.h"
 
 namespace lockwarden::service::testing {
 namespace {
@@ -120,6 +123,37 @@ TEST_F(StagedImportTest, SnapshotFarLargerThanOneCommitImportsIntoRocksDb) {
   StartServer(rocks->get());  // Recovers the imported state.
   EXPECT_EQ(LockCount(), static_cast<uint64_t>(kLocks));
   EXPECT_EQ(Lock(LockReq("new", 1, "file-1", 10, 1)), v1::LOCK_STATUS_DENIED);
+}
+
+TEST_F(StagedImportTest, SnapshotFarLargerThanOneTxnImportsIntoEtcd) {
+  auto cluster = lockwarden::testing::EtcdCluster::Start({.members = 1});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  store::EtcdStoreOptions options;
+  options.client.endpoints = (*cluster)->ClientEndpoints();
+  options.key_prefix = "/lwtest/staged-import/";
+  options.fenced = false;
+  auto etcd = store::EtcdStore::Open(options);
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+  ASSERT_LT((*etcd)->Limits().max_mutations_per_batch, static_cast<size_t>(kLocks));
+  StartServer(etcd->get());
+  ASSERT_EQ(Lock(LockReq("old", 1, "old-file", 0, 1)), v1::LOCK_STATUS_GRANTED);
+  const Records snapshot = BigState(kLocks);
+  v1::ImportSnapshotResponse resp;
+  grpc::Status s = Import(Chunks(snapshot), /*force=*/true, /*state_is_current=*/true, false,
+                          &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(LockCount(), static_cast<uint64_t>(kLocks));
+  Records after = Contents(**etcd);
+  EXPECT_EQ(after.size(), snapshot.size());  // The old lock and its records went.
+  EXPECT_EQ(after.count(std::string(core::codec::kImportMarkerKey)), 0u);
+  after.erase(std::string(core::codec::kCountersKey));
+  Records want = snapshot;
+  want.erase(std::string(core::codec::kCountersKey));
+  EXPECT_EQ(after, want);
+  StopServer();
+  StartServer(etcd->get());
+  EXPECT_EQ(LockCount(), static_cast<uint64_t>(kLocks));
+  StopServer();
 }
 
 class InterruptedImportTest : public StagedImportTest {

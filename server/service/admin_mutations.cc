@@ -486,7 +486,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::StepDown(grpc::CallbackServerContext
         "no standby to take over: this server runs without leader election "
         "(single node); stop it instead");
   } else {
-    absl::StatusOr<std::string> leader = leadership_->StepDown(request->reason());
+    absl::StatusOr<std::string> leader =
+        leadership_->StepDown(request->reason(), request->request_id());
     status = leader.status();
     if (leader.ok()) response->set_new_leader_address(*leader);
   }

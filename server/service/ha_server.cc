@@ -2,12 +2,14 @@
 
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "server/replication/step_down_record.h"
 #include "server/service/tls.h"
 #include "server/store/etcd_store.h"
 
@@ -19,23 +21,38 @@ constexpr const char* kLockServiceNames[] = {
     "lockwarden.v1.AdminService"};
 // A standby without a healthy replica retries loading one this often.
 constexpr absl::Duration kReplicaCheckInterval = absl::Seconds(1);
+// A standby's GetServerStatus waits at most this long for its watch to
+// confirm it is caught up with the store before it reports the lag.
+constexpr absl::Duration kStatusProgressWait = absl::Milliseconds(200);
 // How long a standby trusts its cached leader address.
 constexpr absl::Duration kLeaderAddressCacheTtl = absl::Milliseconds(300);
 
 }  // namespace
 
-// Answers every call on a standby with a redirect to the leader.
+// A standby answers AdminService.GetServerStatus itself (its own role,
+// leader, warm copy and probes: what an operator needs to see per server)
+// and every other call with a redirect to the leader. grpc.health.v1 is
+// the server's own health service (the process SERVING, the lock services
+// NOT_SERVING).
 class HaLockServer::StandbyService final : public grpc::CallbackGenericService {
  public:
   explicit StandbyService(HaLockServer* owner) : owner_(owner) {}
 
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* ctx) override {
+    if (ctx->method() == kLocalStatusMethod) {
+      // Reads etcd (leader, store revision) within the client's bounded
+      // call timeout, as the redirect below does for the leader address.
+      return new LocalStatus(owner_->StandbyStatus());
+    }
     const std::string leader = owner_->CachedLeaderAddress();
     return new Redirect(ctx, leader);
   }
 
  private:
+  static constexpr char kLocalStatusMethod[] =
+      "/lockwarden.v1.AdminService/GetServerStatus";
+
   class Redirect final : public grpc::ServerGenericBidiReactor {
    public:
     Redirect(grpc::GenericCallbackServerContext* ctx, const std::string& leader) {
@@ -49,6 +66,35 @@ class HaLockServer::StandbyService final : public grpc::CallbackGenericService {
                           absl::StrCat("not the leader; the leader is ", leader)));
     }
     void OnDone() override { delete this; }
+  };
+
+  // Reads the (empty) request, writes `response` and finishes.
+  class LocalStatus final : public grpc::ServerGenericBidiReactor {
+   public:
+    explicit LocalStatus(const v1::GetServerStatusResponse& response) {
+      bool own = false;
+      if (!grpc::SerializationTraits<v1::GetServerStatusResponse>::Serialize(
+               response, &out_, &own)
+               .ok()) {
+        Finish(grpc::Status(grpc::StatusCode::INTERNAL,
+                            "status: cannot serialize"));
+        return;
+      }
+      StartRead(&in_);
+    }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "status: no request"));
+        return;
+      }
+      StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    grpc::ByteBuffer in_;
+    grpc::ByteBuffer out_;
   };
 
   HaLockServer* const owner_;
@@ -81,7 +127,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeProbeCredentials(
 }
 
 HaLockServer::HaLockServer(HaServerOptions options, const Clock* clock)
-    : options_(std::move(options)), clock_(clock) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      started_ms_(clock->NowMs()) {}
 
 absl::StatusOr<std::unique_ptr<HaLockServer>> HaLockServer::Start(
     HaServerOptions options, const Clock* clock) {
@@ -181,23 +229,31 @@ void HaLockServer::Push(Transition t, replication::Leadership leadership) {
   queue_.emplace_back(t, std::move(leadership));
 }
 
-std::string HaLockServer::CachedLeaderAddress() const {
+HaLockServer::CachedLeader HaLockServer::CachedLeaderInfo() const {
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Now() - leader_address_at_ < kLeaderAddressCacheTtl) return leader_address_;
+    if (absl::Now() - leader_cached_at_ < kLeaderAddressCacheTtl)
+      return leader_cache_;
   }
-  absl::StatusOr<std::string> address = election_->LeaderAddress();
+  absl::StatusOr<replication::LeaderInfo> leader = election_->CurrentLeader();
   absl::MutexLock lock(&mu_);
-  if (address.ok() && *address == options_.advertise_address && !is_leader_) {
+  if (leader.ok() && leader->address == options_.advertise_address &&
+      !is_leader_) {
     // Our own key, but we do not serve: just resigned (the key goes a
     // moment later) or not serving yet. Never redirect a client to
     // ourselves; "no leader yet" makes it retry, and nothing is cached.
-    leader_address_at_ = absl::InfinitePast();
-    return "";
+    leader_cached_at_ = absl::InfinitePast();
+    return CachedLeader();
   }
-  leader_address_ = address.ok() ? *address : "";
-  leader_address_at_ = absl::Now();
-  return leader_address_;
+  leader_cache_ = leader.ok()
+                      ? CachedLeader{leader->address, leader->create_revision}
+                      : CachedLeader();
+  leader_cached_at_ = absl::Now();
+  return leader_cache_;
+}
+
+std::string HaLockServer::CachedLeaderAddress() const {
+  return CachedLeaderInfo().address;
 }
 
 uint64_t HaLockServer::LeaderChanges() const {
@@ -214,13 +270,33 @@ std::string HaLockServer::LeaderAddress() const {
   return CachedLeaderAddress();
 }
 
-absl::StatusOr<std::string> HaLockServer::StepDown(const std::string& reason) {
+absl::StatusOr<std::string> HaLockServer::StepDown(
+    const std::string& reason, const std::string& request_id) {
   const std::optional<replication::Leadership> was = election_->leadership();
   if (!IsLeader() || !was.has_value()) {
     const std::string leader = CachedLeaderAddress();
     return absl::FailedPreconditionError(absl::StrCat(
         "step-down: this server is not the leader",
         leader.empty() ? "" : absl::StrCat("; the leader is ", leader)));
+  }
+  if (request_id.empty()) {
+    // Not deduplicated: a retry after a failover would depose the successor.
+    LogEvent(LogLevel::kWarn, "step_down_without_request_id",
+             {{"reason", reason}});
+  } else {
+    absl::StatusOr<replication::StepDownClaimResult> claim =
+        replication::ClaimStepDown(etcd_.get(), options_.step_down_prefix,
+                                   request_id, *was);
+    if (!claim.ok()) return claim.status();
+    if (claim->claim == replication::StepDownClaim::kAlreadyHonored) {
+      // A retry of a step-down an earlier leader already made: this leader
+      // is its successor (or a later one) and stays.
+      LogEvent(LogLevel::kInfo, "step_down_already_done",
+               {{"request_id", request_id},
+                {"honored_by_token", claim->honored_by_token},
+                {"fencing_token", was->create_revision}});
+      return options_.advertise_address;
+    }
   }
   LogEvent(LogLevel::kWarn, "step_down_requested",
            {{"reason", reason}, {"fencing_token", was->create_revision}});
@@ -295,7 +371,7 @@ absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadershi
   std::optional<core::LockCore> warm;
   if (replica_ != nullptr) {
     absl::StatusOr<core::LockCore> taken = replica_->TakeCaughtUp();
-    replica_.reset();
+    SetReplica(nullptr);
     if (taken.ok()) {
       warm = *std::move(taken);
     } else {
@@ -340,7 +416,7 @@ void HaLockServer::MaintainReplica() {
     const replication::StandbyReplicaStats stats = replica_->stats();
     if (stats.health.ok()) return;
     LogEvent(LogLevel::kWarn, "replica_restart", {{"why", stats.health}});
-    replica_.reset();
+    SetReplica(nullptr);
   }
   if (replica_store_ == nullptr) {
     store::EtcdStoreOptions store_options;
@@ -360,7 +436,86 @@ void HaLockServer::MaintainReplica() {
     LogEvent(LogLevel::kWarn, "replica_unavailable", {{"error", replica.status()}});
     return;
   }
-  replica_ = *std::move(replica);
+  SetReplica(*std::move(replica));
+}
+
+void HaLockServer::SetReplica(
+    std::shared_ptr<replication::StandbyReplica> replica) {
+  std::shared_ptr<replication::StandbyReplica> old;
+  {
+    absl::MutexLock lock(&mu_);
+    old = std::move(published_replica_);
+    published_replica_ = replica;
+  }
+  replica_ = std::move(replica);
+  // `old` (the replica just replaced) is destroyed here, outside mu_,
+  // unless a status call still reads it.
+}
+
+v1::GetServerStatusResponse HaLockServer::StandbyStatus() const {
+  v1::GetServerStatusResponse r;
+  r.set_role(v1::SERVER_ROLE_STANDBY);
+  r.set_server_id(options_.server.server_id);
+  const CachedLeader leader = CachedLeaderInfo();
+  r.set_leader_address(leader.address);
+  r.set_fencing_token(static_cast<uint64_t>(leader.fencing_token));
+  r.set_store_backend(v1::STORE_BACKEND_ETCD);
+  r.set_version(options_.server.version);
+  r.mutable_started_at()->set_seconds(started_ms_ / 1000);
+  r.mutable_started_at()->set_nanos(static_cast<int32_t>(started_ms_ % 1000) *
+                                    1000000);
+  r.set_uptime_ms(static_cast<uint64_t>(clock_->NowMs() - started_ms_));
+  v1::ReplicaStatus* replica = r.mutable_replica();
+  std::shared_ptr<replication::StandbyReplica> copy;
+  {
+    absl::MutexLock lock(&mu_);
+    copy = published_replica_;
+  }
+  absl::StatusOr<int64_t> store_revision =
+      replica_store_ != nullptr
+          ? replica_store_->CurrentRevision()
+          : absl::StatusOr<int64_t>(absl::UnavailableError("no store"));
+  if (store_revision.ok()) replica->set_store_revision(*store_revision);
+  if (copy == nullptr) {
+    replica->set_detail(options_.warm_standby
+                            ? "no warm copy loaded (etcd unreachable?)"
+                            : "warm standby off");
+  } else {
+    // Give the watch a moment to confirm it has seen everything up to the
+    // store's revision, so the lag is real, not a notification not yet due.
+    copy->RequestProgress();
+    replication::StandbyReplicaStats stats = copy->stats();
+    const absl::Time deadline = absl::Now() + kStatusProgressWait;
+    while (store_revision.ok() && stats.health.ok() &&
+           stats.caught_up_revision < *store_revision &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+      stats = copy->stats();
+    }
+    replica->set_applied_revision(stats.caught_up_revision);
+    replica->set_healthy(stats.health.ok());
+    if (!stats.health.ok()) replica->set_detail(stats.health.ToString());
+    if (store_revision.ok()) {
+      replica->set_lag_revisions(
+          std::max<int64_t>(0, *store_revision - stats.caught_up_revision));
+    }
+  }
+  if (detector_ != nullptr) {
+    const replication::FailureDetectorStats probes = detector_->stats();
+    replica->set_probes(probes.probes);
+    replica->set_failed_probes(probes.failed_probes);
+    replica->set_misconfigured_probes(probes.misconfigured_probes);
+    replica->set_probe_misconfigured(probes.misconfigured);
+    replica->set_last_probe_misconfiguration(probes.last_misconfiguration);
+  }
+  if (replica->healthy() && !leader.address.empty()) {
+    r.set_store_health(v1::STORE_HEALTH_OK);
+  } else {
+    r.set_store_health(v1::STORE_HEALTH_UNAVAILABLE);
+    r.set_store_health_detail(leader.address.empty() ? "no leader elected"
+                                                     : replica->detail());
+  }
+  return r;
 }
 
 void HaLockServer::Loop() {
@@ -402,7 +557,7 @@ void HaLockServer::Loop() {
       case Transition::kStop:
         StepDownLocal("shutdown");
         StopStandby();
-        replica_.reset();
+        SetReplica(nullptr);
         return;
     }
   }

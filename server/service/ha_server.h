@@ -1,22 +1,24 @@
 // HaLockServer: lockwarden-server replicated on etcd (--store=etcd).
 //
 // Every instance campaigns in the etcd election (server/replication). While
-// it is a standby it serves only a redirect: every LockService,
-// MonitorService and AdminService call gets FAILED_PRECONDITION with the
-// leader's address in the trailing metadata `lockwarden-leader-address`
-// (gateways and the CLI follow it), and grpc.health.v1 reports NOT_SERVING
-// for those services. Meanwhile it keeps a warm copy of the state
-// (replication/standby_replica.h: a scan, then the etcd watch applied to
-// the same LockCore). Once elected it opens an EtcdStore fenced by its
-// leader key's create revision, catches the copy up to the store and
-// serves from it (a full recovery from etcd only if the copy is broken).
+// it is a standby it answers AdminService.GetServerStatus itself (role
+// STANDBY, its leader, its warm copy's applied revision and lag, its
+// probes) and every other LockService, MonitorService and AdminService call
+// with FAILED_PRECONDITION and the leader's address in the trailing
+// metadata `lockwarden-leader-address` (gateways and the CLI follow it);
+// grpc.health.v1 reports NOT_SERVING for those services. Meanwhile it keeps a
+// warm copy of the state (replication/standby_replica.h: a scan, then the etcd
+// watch applied to the same LockCore). Once elected it opens an EtcdStore
+// fenced by its leader key's create revision, catches the copy up to the store
+// and serves from it (a full recovery from etcd only if the copy is broken).
 // When it loses leadership it stops serving at once and becomes a standby
 // again; a deposed leader cannot write anyway, because every Txn compares
 // the fencing token.
 //
 // HaLockServer is the LeadershipControl of the LockServer it runs while it
 // leads: GetServerStatus reports role, leader address and fencing token,
-// and AdminService.StepDown resigns the lease so a standby takes over.
+// and AdminService.StepDown resigns the lease so a standby takes over
+// (once per request id: a retry after the failover changes nothing).
 //
 // State transitions run on one thread fed by the election callbacks.
 // Thread-safety: Start/Shutdown from one thread; the LeadershipControl
@@ -24,14 +26,14 @@
 #ifndef LOCKWARDEN_SERVER_SERVICE_HA_SERVER_H_
 #define LOCKWARDEN_SERVER_SERVICE_HA_SERVER_H_
 
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/grpcpp.h>
+
 #include <deque>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/generic/async_generic_service.h>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -41,6 +43,7 @@
 #include "server/replication/failure_detector.h"
 #include "server/replication/leader_election.h"
 #include "server/replication/standby_replica.h"
+#include "server/replication/step_down_record.h"
 #include "server/service/admin_service.h"
 #include "server/service/lock_server.h"
 #include "server/store/etcd_client.h"
@@ -58,6 +61,7 @@ struct HaServerOptions {
   std::string advertise_address;       // Default: server.listen.
   std::string state_prefix = "/lockwarden/v1/state/";
   std::string election_prefix = replication::kDefaultElectionPrefix;
+  std::string step_down_prefix = replication::kDefaultStepDownPrefix;
   absl::Duration lease_ttl = replication::kDefaultLeaseTtl;
   // Fast failover (failure_detector.h): standbys probe the leader's
   // grpc.health.v1 and depose it after probe_failures failed probes.
@@ -106,7 +110,10 @@ class HaLockServer final : public LeadershipControl {
   // LeadershipControl (AdminService).
   v1::ServerRole Role() const override;
   std::string LeaderAddress() const override;
-  absl::StatusOr<std::string> StepDown(const std::string& reason) override;
+  // Resigns unless `request_id` was already honoured by an earlier leader
+  // (replication/step_down_record.h): then it stays and names itself.
+  absl::StatusOr<std::string> StepDown(const std::string& reason,
+                                       const std::string& request_id) override;
   uint64_t LeaderChanges() const override;  // lockwarden_leader_changes_total
 
  private:
@@ -122,12 +129,24 @@ class HaLockServer final : public LeadershipControl {
   void StepDownLocal(const std::string& why);
   // Standby only: (re)starts the warm replica when missing or broken.
   void MaintainReplica();
+  struct CachedLeader {
+    std::string address;
+    int64_t fencing_token = 0;
+  };
+  // The leader as etcd says, cached for kLeaderAddressCacheTtl; empty while
+  // our own key leads but we do not serve (yet, or any more).
+  CachedLeader CachedLeaderInfo() const;
   std::string CachedLeaderAddress() const;
+  // Standby: this server's own GetServerStatus (reads etcd).
+  v1::GetServerStatusResponse StandbyStatus() const;
+  // Loop thread: replaces replica_ and what status calls read.
+  void SetReplica(std::shared_ptr<replication::StandbyReplica> replica);
 
   class StandbyService;
 
   const HaServerOptions options_;
   const Clock* const clock_;
+  const int64_t started_ms_;
   std::unique_ptr<store::EtcdClient> etcd_;
   std::unique_ptr<replication::LeaderElection> election_;
   std::unique_ptr<replication::LeaderFailureDetector> detector_;
@@ -136,14 +155,18 @@ class HaLockServer final : public LeadershipControl {
   std::unique_ptr<LockServer> leader_;       // Only on the loop thread.
   // Standby's warm copy (only on the loop thread) and its read-only store.
   std::unique_ptr<store::EtcdStore> replica_store_;
-  std::unique_ptr<replication::StandbyReplica> replica_;
+  std::shared_ptr<replication::StandbyReplica> replica_;
 
   mutable absl::Mutex mu_;
   std::deque<std::pair<Transition, replication::Leadership>> queue_ ABSL_GUARDED_BY(mu_);
   bool is_leader_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t leader_changes_ ABSL_GUARDED_BY(mu_) = 0;  // Elected + lost.
-  mutable std::string leader_address_ ABSL_GUARDED_BY(mu_);
-  mutable absl::Time leader_address_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  mutable CachedLeader leader_cache_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Time leader_cached_at_ ABSL_GUARDED_BY(mu_) =
+      absl::InfinitePast();
+  // replica_ as status calls (gRPC threads) see it.
+  std::shared_ptr<replication::StandbyReplica> published_replica_
+      ABSL_GUARDED_BY(mu_);
   std::thread loop_;
 };
 

@@ -93,8 +93,23 @@ class Cluster:
         addr = st.get('leader_address', '')
         for i, p in self.ports.items():
             if addr.endswith(':%d' % p):
+                if st.get('role') != 'SERVER_ROLE_LEADER':
+                    # A standby answers for itself and names the leader:
+                    # ask the leader for its own status.
+                    st = json.loads(self.ctl_at(i, 'status', '--output',
+                                                'json').stdout)
                 return i, st
         raise AssertionError('unknown leader %r' % addr)
+
+    def ctl_at(self, i, *args):
+        """lockwardenctl against server i alone."""
+        r = subprocess.run([self.ctl_bin, '--server=127.0.0.1:%d' % self.ports[i],
+                            '--timeout=3s'] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise AssertionError('lockwardenctl %s at s%d: %d %s %s' % (
+                args, i, r.returncode, r.stdout, r.stderr))
+        return r
 
     def stop(self):
         for p in list(self.procs.values()) + [getattr(self, 'etcd', None)]:
@@ -198,11 +213,11 @@ class FailoverDrillTest(unittest.TestCase):
                          r.stdout)
         self.assertGreater(int(st['fencing_token']), epoch)
         self.assertEqual(int(self.held_locks().get(('aa', 'held'))), token)
-        # The old leader is a live standby again: it redirects, and a
-        # step-down sent to it alone is refused (it does not lead).
+        # The old leader is a live standby again: it answers status for
+        # itself (role STANDBY, naming the new leader) and redirects the rest.
         self.assertIsNone(self.cluster.procs[leader].poll())
-        # Right after resigning it may briefly answer "no leader yet"
-        # (UNAVAILABLE, retry) while its own key is still the first in etcd.
+        # Right after resigning its own key may still be first in etcd: it
+        # then names no leader (or answers UNAVAILABLE) for a moment.
         deadline = time.monotonic() + 3
         while True:
             r = subprocess.run(
@@ -210,14 +225,18 @@ class FailoverDrillTest(unittest.TestCase):
                  '--server=127.0.0.1:%d' % self.cluster.ports[leader],
                  '--timeout=3s', 'status', '--output', 'json'],
                 capture_output=True, text=True, timeout=30)
-            if r.returncode == 0 or time.monotonic() > deadline:
+            if r.returncode == 0 and json.loads(r.stdout).get('leader_address'):
                 break
-            self.assertIn('UNAVAILABLE', r.stderr)
+            if time.monotonic() > deadline:
+                break
             time.sleep(0.1)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(json.loads(r.stdout)['leader_address'],
+        own = json.loads(r.stdout)
+        self.assertEqual(own['role'], 'SERVER_ROLE_STANDBY')
+        self.assertEqual(own['leader_address'],
                          '127.0.0.1:%d' % self.cluster.ports[new_leader])
-
+        # The retried step-down (same request id, a lost reply) reaching the
+        # new leader changes nothing: covered by admin_failover_test.
 
 if __name__ == '__main__':
     unittest.main()

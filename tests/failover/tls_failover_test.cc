@@ -39,7 +39,8 @@ class TlsFailoverTest : public ::testing::Test {
     pki_.MakeCa("other-ca");
     // No extendedKeyUsage: the same certificate serves and, for the
     // probes and this test, identifies a client.
-    pki_.MakeLeaf("server", "ca", "lockwarden-server", "subjectAltName=IP:127.0.0.1");
+    pki_.MakeLeaf("server", "ca", "lockwarden-server",
+                  "subjectAltName=IP:127.0.0.1");
     ASSERT_TRUE(pki_.ok());
   }
 
@@ -113,7 +114,8 @@ TEST_F(TlsFailoverTest, WrongCaProbeNeverDeposesALiveLeader) {
     if (i == *leader) continue;
     const std::string log = cluster->LogTail(i, 1 << 20);
     EXPECT_FALSE(absl::StrContains(log, "leader_suspected")) << log;
-    if (absl::StrContains(log, "ERROR [server] leader_probe_misconfigured")) ++reporting;
+    if (absl::StrContains(log, "ERROR [server] leader_probe_misconfigured"))
+      ++reporting;
   }
   EXPECT_EQ(reporting, cluster->size() - 1)
       << cluster->LogTail(*leader == 0 ? 1 : 0);
