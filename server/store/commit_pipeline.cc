@@ -29,13 +29,16 @@ Delta CoalesceByKey(std::vector<Delta> deltas) {
   for (const Delta& d : deltas) {
     for (const Mutation& m : d) last[m.key] = i++;
   }
+  // All lookups happen before any mutation is moved: `last` views the keys
+  // of the deltas' strings, which a move may clear (short strings).
+  std::vector<bool> keep(total, false);
+  for (const auto& [key, index] : last) keep[index] = true;
   Delta out;
   out.reserve(last.size());
   i = 0;
   for (Delta& d : deltas) {
     for (Mutation& m : d) {
-      // `last` views the key, so look up before moving the mutation out.
-      if (last.find(m.key)->second == i++) out.push_back(std::move(m));
+      if (keep[i++]) out.push_back(std::move(m));
     }
   }
   return out;
