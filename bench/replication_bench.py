@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Replicated lockwarden (issue #6): failover time through a gateway, and
-LOCK+UNLOCK throughput through a gateway on etcd beside RocksDB.
+LOCK+UNLOCK throughput through a gateway on etcd beside RocksDB and Ganesha.
 
 Topology (network namespaces, tests/harness/netns): a 3-member etcd cluster
 on hosts e1, e2, e3 (one member each); host `lw` runs three
@@ -33,13 +33,20 @@ Usage (root; prints figures, asserts nothing):
       //tests/peers:nlm_client //cli:lockwardenctl
   python3 bench/replication_bench.py [--rounds 20] [--runs 3] [--seconds 2]
       [--clients 1,16,64] [--skip-throughput] [--skip-failover] [--profile]
+      [--stores etcd,rocksdb,ganesha] [--bin-dir DIR] [--etcd-flags=...]
+      [--server-flags=...]
+
+The etcd members run with deploy/k8s's flags (ETCD_PRODUCTION_FLAGS) unless
+--etcd-flags says otherwise; e.g. --etcd-flags="--max-txn-ops=1024 ..."
+together with a server built for that limit (EtcdStoreOptions::max_txn_ops).
 
 --profile prints, per etcd run, where the time went: CPU seconds per pair of
 the etcd members, the leader server, the standbys and the gateway
-(utime+stime from /proc), the leader's commit pipeline (Txns, deltas per
-Txn, commit latency: lockwardenctl status) and etcd's own counters summed
+(utime+stime from /proc), the machine's busy time, the leader's commit
+pipeline (Txns/s, queue entries and mutations per Txn, commit p50:
+lockwardenctl status against the leader) and etcd's own counters summed
 over the members (/metrics: WAL fsyncs and their mean latency, backend
-commits, raft proposals applied, Txn RPCs served).
+commits, raft proposals applied, Txn and Range RPCs served).
 """
 
 import argparse
