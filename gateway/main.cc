@@ -40,6 +40,7 @@
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "gateway/client/server_client.h"
+#include "gateway/health/gateway_health.h"
 #include "gateway/metrics/gateway_metrics.h"
 #include "gateway/nlm/grant_delivery.h"
 #include "gateway/nlm/nlm_callback_client.h"
@@ -84,6 +85,7 @@ struct Flags {
   std::string log_level = "info";
   std::string log_format = "text";
   std::string metrics_listen;
+  std::string health_listen;
   ServerTlsOptions tls;
   bool privileged_source_port = true;
 };
@@ -174,6 +176,10 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--metrics-listen", f.metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics "
                  "(port 0 = ephemeral; empty = off)");
+  app.add_option("--health-listen", f.health_listen,
+                 "serve grpc.health.v1 at HOST:PORT for readiness: SERVING "
+                 "while the leader answers and --name is not drained "
+                 "(empty = off)");
   app.add_option("--log-level", f.log_level, "debug|info|warn|error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
@@ -405,6 +411,13 @@ int Run(Flags& f) {
 
   grants.Start();
   nsm.Start();
+  std::unique_ptr<health::GatewayHealth> readiness;
+  if (!f.health_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<health::GatewayHealth>> h =
+        health::GatewayHealth::Start({f.health_listen, f.name}, &server);
+    if (!h.ok()) return Fail(h.status());
+    readiness = *std::move(h);
+  }
   LogEvent(
       LogLevel::kInfo, "gateway_ready",
       {{"name", f.name},
@@ -419,20 +432,23 @@ int Run(Flags& f) {
        {"metrics_port", gateway_metrics ? gateway_metrics->port() : 0},
        {"instance", f.instance_name}});
   // Scripts and tests wait for this line to learn the ports.
-  std::printf("lockwarden-gateway ready nlm=%u nsm=%u portmap=%u%s\n",
+  std::printf("lockwarden-gateway ready nlm=%u nsm=%u portmap=%u%s%s\n",
               unsigned{nlm_server.port()}, unsigned{nsm_server.port()},
               portmap_server ? unsigned{portmap_server->port()} : 0u,
               gateway_metrics
                   ? absl::StrCat(" metrics=", gateway_metrics->port()).c_str()
-                  : "");
+                  : "",
+              readiness ? absl::StrCat(" health=", readiness->port()).c_str()
+                        : "");
   std::fflush(stdout);
 
   int sig = 0;
   sigwait(&signals, &sig);
   LogEvent(LogLevel::kInfo, "signal",
            {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
-  // New clients stop finding us first; calls in flight then get their
-  // answers (bounded) before the transports close.
+  // New clients stop finding us first (not ready, unregistered); calls in
+  // flight then get their answers (bounded) before the transports close.
+  if (readiness) readiness->Stop();
   if (f.register_rpcbind) {
     if (absl::Status s = registrar.UnregisterAll(); !s.ok()) {
       LogEvent(LogLevel::kWarn, "rpcbind_unregister_failed", {{"error", s}});
