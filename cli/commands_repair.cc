@@ -287,7 +287,9 @@ void AddGatewayCommands(CLI::App& app, CommandEnv* env) {
 
   auto drain_flags = std::make_shared<Flags>();
   CLI::App* drain = gateway->add_subcommand(
-      "drain", "Stop new waiters and grants for the identity (maintenance)");
+      "drain",
+      "Stop new waiters for the identity (maintenance; durable, and its "
+      "gateways report not ready)");
   drain->add_flag("--undrain", drain_flags->undrain,
                   "Resume normal operation instead");
   AddReasonFlag(drain, &drain_flags->reason);
