@@ -156,6 +156,52 @@ TEST_F(StagedImportTest, SnapshotFarLargerThanOneTxnImportsIntoEtcd) {
   StopServer();
 }
 
+TEST_F(StagedImportTest, AGatewayResumingFromAnOldCursorGetsTheImportedEvents) {
+  store::MemoryStore store;
+  StartServer(&store);
+  // The old state issued event sequences 1..3 (three grants).
+  for (const char* fh : {"f1", "f2", "f3"}) {
+    ASSERT_EQ(Lock(LockReq("a", 1, fh, 0, 10)), v1::LOCK_STATUS_GRANTED);
+    ASSERT_EQ(Lock(LockReq("b", 1, fh, 0, 10, true, /*block=*/true)), v1::LOCK_STATUS_BLOCKED);
+    ASSERT_EQ(Unlock("a", 1, fh, 0, 10), v1::LOCK_STATUS_GRANTED);
+  }
+  // The snapshot holds one pending grant, event sequence 1.
+  core::LockCore snap(core::CoreOptions{});
+  core::LockCmd l;
+  l.gateway = "gw-a";
+  l.fh = "s";
+  l.owner = core::Owner{"x", 1, "oh"};
+  l.range = core::Range{0, 10};
+  l.exclusive = true;
+  l.client_state = 1;
+  l.callback = "cb";
+  // On the server's clock, so the grant does not expire at once.
+  const int64_t now = clock_.NowMs();
+  ASSERT_EQ(snap.Apply(l, now).reply.status, core::LockStatus::kGranted);
+  l.owner = core::Owner{"y", 1, "oh"};
+  l.block = true;
+  ASSERT_EQ(snap.Apply(l, now).reply.status, core::LockStatus::kBlocked);
+  ASSERT_EQ(snap.Apply(core::UnlockCmd{"", "gw-a", "s", core::Owner{"x", 1, "oh"}, {0, 0}}, now)
+                .events.size(),
+            1u);
+  ASSERT_TRUE(Import(Chunks(snap.Snapshot()), /*force=*/true, /*state_is_current=*/true).ok());
+  // The gateway resumes after sequence 3, its cursor from the old state.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::WatchGrantsRequest wg;
+  wg.set_gateway_id("gw-a");
+  wg.set_after_sequence(3);
+  auto grants = lock_->WatchGrants(&ctx, wg);
+  v1::WatchGrantsResponse g;
+  ASSERT_TRUE(grants->Read(&g));
+  ASSERT_EQ(g.events_size(), 1);
+  EXPECT_EQ(g.events(0).sequence(), 1u);
+  EXPECT_EQ(g.events(0).owner().client_name(), "y");
+  ctx.TryCancel();
+  (void)grants->Finish();
+  StopServer();
+}
+
 class InterruptedImportTest : public StagedImportTest {
  protected:
   void SetUp() override {

@@ -154,6 +154,13 @@ class CoreRunner {
                                          uint64_t* scanned_to) const;
 
   void AddListener(const std::string& gateway, std::weak_ptr<EventListener> l);
+  // Event streams resuming below this sequence start from 0 instead: the
+  // next event sequence of the state the last snapshot import installed
+  // (0 if none in this process). A gateway's cursor from before an import
+  // says nothing about the imported outboxes, whose events may carry lower
+  // sequences; re-sending an unacknowledged event is harmless, skipping one
+  // is not.
+  uint64_t EventResumeFloor() const;
   // A listener told only of Reset() (LockService.Session streams).
   void AddResetListener(std::weak_ptr<EventListener> l);
 
@@ -206,6 +213,7 @@ class CoreRunner {
   uint64_t durable_event_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
   bool importing_ ABSL_GUARDED_BY(mu_) = false;  // ImportState running.
+  uint64_t event_resume_floor_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t next_deadline_ms_ ABSL_GUARDED_BY(mu_) = 0;
   absl::CondVar tick_cv_;

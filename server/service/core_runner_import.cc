@@ -156,6 +156,7 @@ void CoreRunner::FinishImport(std::shared_ptr<ImportPlan> plan) {
     // Everything applied is durable: the new state is exactly the store.
     durable_seq_ = ++applied_seq_;
     durable_event_seq_ = std::max(durable_event_seq_, core_.Counters().next_event_sequence);
+    event_resume_floor_ = core_.Counters().next_event_sequence;
     next_deadline_ms_ = std::min(next_deadline_ms_, core_.NextDeadlineMs());
     tick_cv_.Signal();
     for (const core::GatewayInfo& g : core_.ListGateways()) {
@@ -173,6 +174,11 @@ void CoreRunner::FinishImport(std::shared_ptr<ImportPlan> plan) {
       "the lock state was replaced by a snapshot import; reconnect"));
   if (!events.empty()) WakeListeners(events);
   plan->done(absl::OkStatus());
+}
+
+uint64_t CoreRunner::EventResumeFloor() const {
+  absl::MutexLock lock(&mu_);
+  return event_resume_floor_;
 }
 
 void CoreRunner::ResetListeners(const absl::Status& status) {

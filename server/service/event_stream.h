@@ -44,7 +44,8 @@ class EventStream final : public grpc::ServerWriteReactor<Response> {
               Fill fill)
       : runner_(runner),
         gateway_(std::move(gateway)),
-        cursor_(after),
+        // A cursor from before a snapshot import restarts at 0.
+        cursor_(after < runner->EventResumeFloor() ? 0 : after),
         fill_(std::move(fill)),
         listener_(std::make_shared<Listener>(this)) {
     runner_->AddListener(gateway_, listener_);
