@@ -20,7 +20,8 @@ Usage (root; prints figures, asserts nothing):
       //tests/peers:nlm_client
   python3 bench/nlm_bench.py [--runs 5] [--seconds 3] [--clients 1,16,64]
       [--systems lockwarden,ganesha] [--transports tcp,udp]
-      [--perf-dir DIR]   # perf record -g of server and gateway per run
+      [--perf-dir DIR [--perf-event context-switches]]   # perf record -g
+                         # of server and gateway per run
       [--gateway-flags='--io-threads=1']   # extra gateway flags
       [--bin-dir-b DIR [--gateway-flags-b=...]]   # A/B: a second lockwarden
 
@@ -28,15 +29,17 @@ With --bin-dir-b (or --gateway-flags-b) a second lockwarden ("lockwarden-b",
 on its own host) runs from those binaries/flags, interleaved with the first
 in every round: a before/after comparison under the same machine load.
 
-For lockwarden it also prints the CPU the server and the gateway used per
-pair (utime+stime from /proc/<pid>/stat over the run): unlike pairs/s this
-hardly depends on what else the shared machine is doing.
+It also prints the CPU used per pair (utime+stime over the run) by the
+lockwarden server and gateway (for Ganesha: ganesha.nfsd, in the server
+column) and by the client processes: unlike pairs/s this hardly depends on
+what else the shared machine is doing.
 """
 
 import argparse
 import os
 import signal
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -87,13 +90,20 @@ def start_lockwarden(host, bin_dir=None, gateway_flags=()):
 
 
 def start_ganesha(host, client):
+    """Returns (file handle, {'server': ganesha.nfsd's pid})."""
     host.start_rpcbind()
     host.start_statd()
-    peers.start_ganesha(host)
+    ganesha = peers.start_ganesha(host)
     _, res = peers.nlm_client(client, ['--server', host.name, '--mount-export',
                                        '/export', '--file', 'bench', '--create'],
                               timeout=30)
-    return res.stdout.split('fh=', 1)[1].split()[0]
+    return res.stdout.split('fh=', 1)[1].split()[0], {'server': ganesha.pid}
+
+
+def children_cpu_seconds():
+    """utime + stime of the waited-for children (the nlm_client processes)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def run_load(client, server, fh, clients, seconds, udp, base_svid):
@@ -129,16 +139,17 @@ def run_load(client, server, fh, clients, seconds, udp, base_svid):
     return calls / 2 / wall, statistics.median(p50s), max(p99s), wall
 
 
-def start_perf(perf_dir, pids, udp, clients, run):
-    """perf record -g (cpu-clock: this VM has no hardware counters) of each
-    lockwarden daemon for one run; returns the perf processes."""
+def start_perf(perf_dir, pids, udp, clients, run, event='cpu-clock'):
+    """perf record -g (cpu-clock by default: this VM has no hardware
+    counters; context-switches counts wake-ups) of each lockwarden daemon
+    for one run; returns the perf processes."""
     os.makedirs(perf_dir, exist_ok=True)
     procs = []
     for name, pid in pids.items():
         out = os.path.join(perf_dir, '%s-%s-c%d-r%d.data' % (
             name, 'udp' if udp else 'tcp', clients, run))
         procs.append(subprocess.Popen(
-            ['perf', 'record', '-e', 'cpu-clock', '-g', '-q', '-o', out,
+            ['perf', 'record', '-e', event, '-g', '-q', '-o', out,
              '-p', str(pid)], stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL))
     time.sleep(0.3)  # perf attaches before the load starts
@@ -168,6 +179,8 @@ def main():
                     help='where the opt binaries are (default %(default)s)')
     ap.add_argument('--perf-dir', default='',
                     help='perf record -g the lockwarden daemons into DIR')
+    ap.add_argument('--perf-event', default='cpu-clock',
+                    help='perf event for --perf-dir, e.g. context-switches')
     ap.add_argument('--gateway-flags', default='',
                     help='extra gateway flags, space-separated')
     ap.add_argument('--bin-dir-b', default='',
@@ -200,8 +213,9 @@ def main():
         if 'lockwarden-b' in systems:
             lwb_fh, pids['lockwarden-b'] = start_lockwarden(
                 topo['lwb'], args.bin_dir_b or None, flags_b)
-        gan_fh = (start_ganesha(gan, client) if 'ganesha' in systems
-                  else None)
+        gan_fh = None
+        if 'ganesha' in systems:
+            gan_fh, pids['ganesha'] = start_ganesha(gan, client)
         targets = [t for t in (('lockwarden', 'lw', lw_fh),
                                ('lockwarden-b', 'lwb', lwb_fh),
                                ('ganesha', 'ganesha', gan_fh))
@@ -218,26 +232,26 @@ def main():
                     for name, host, fh in targets:
                         base = 1000 + run * 1000
                         lw_run = name.startswith('lockwarden')
-                        lw_pids = pids.get(name, {})
+                        sys_pids = pids.get(name, {})
                         perf = (start_perf(os.path.join(args.perf_dir, name),
-                                           lw_pids, udp, c, run)
+                                           sys_pids, udp, c, run,
+                                           args.perf_event)
                                 if lw_run and args.perf_dir else [])
-                        before = ({k: cpu_seconds(p) for k, p in lw_pids.items()}
-                                  if lw_run else {})
+                        before = {k: cpu_seconds(p) for k, p in sys_pids.items()}
+                        before['client'] = children_cpu_seconds()
                         r = run_load(client, host, fh, c, args.seconds, udp, base)
-                        cpu = {}
-                        if lw_run:
-                            pairs_done = r[0] * r[3]
-                            for k, p in lw_pids.items():
-                                cpu[k] = ((cpu_seconds(p) - before[k]) * 1e6 /
-                                          max(1.0, pairs_done))
+                        pairs_done = max(1.0, r[0] * r[3])
+                        cpu = {'client': (children_cpu_seconds() -
+                                          before['client']) * 1e6 / pairs_done}
+                        for k, p in sys_pids.items():
+                            cpu[k] = (cpu_seconds(p) - before[k]) * 1e6 / pairs_done
                         stop_perf(perf)
                         results.setdefault((name, udp, c), []).append(
                             r[:3] + (cpu,))
         print('| transport | clients | system | pairs/s (median of %d) | '
               'LOCK p50 µs | LOCK p99 µs | server CPU µs/pair | '
-              'gateway CPU µs/pair |' % args.runs)
-        print('|---|---:|---|---:|---:|---:|---:|---:|')
+              'gateway CPU µs/pair | client CPU µs/pair |' % args.runs)
+        print('|---|---:|---|---:|---:|---:|---:|---:|---:|')
         for udp in udps:
             for c in counts:
                 med = {}
@@ -246,14 +260,15 @@ def main():
                     pairs = statistics.median(r[0] for r in rs)
                     med[name] = pairs
                     cpus = [('%.0f' % statistics.median(r[3][k] for r in rs))
-                            if rs[0][3] else '' for k in ('server', 'gateway')]
+                            if k in rs[0][3] else ''
+                            for k in ('server', 'gateway', 'client')]
                     print('| %s | %d | %s | %.0f | %.0f | %.0f | %s |' % (
                         'udp' if udp else 'tcp', c, name, pairs,
                         statistics.median(r[1] for r in rs),
                         statistics.median(r[2] for r in rs), ' | '.join(cpus)))
                 for name in ('lockwarden', 'lockwarden-b'):
                     if name in med and 'ganesha' in med:
-                        print('| %s | %d | ratio %s/ganesha | %.2f | | | | |'
+                        print('| %s | %d | ratio %s/ganesha | %.2f | | | | | |'
                               % ('udp' if udp else 'tcp', c, name,
                                  med[name] / med['ganesha']))
 

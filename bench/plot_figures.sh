@@ -35,7 +35,11 @@ set style histogram rowstacked
 set style fill solid 0.8 border -1
 set boxwidth 0.6
 set yrange [0:*]
+set bmargin 6
+set xtics rotate by -25 font ",9"
 plot "$data" index 1 using 2:xtic(1) title "server", "" index 1 using 3 title "gateway"
+set xtics norotate font ",11"
+set bmargin
 
 set output "$out/failover_ms.png"
 set title "kill -9 of the leader -> first NLM LOCK granted through the gateway"
