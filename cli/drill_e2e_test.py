@@ -95,8 +95,8 @@ class Cluster:
     def servers(self):
         return ','.join('127.0.0.1:%d' % p for p in self.ports.values())
 
-    def ctl(self, *args, check=True, timeout=30):
-        r = subprocess.run([self.ctl_bin, '--server=' + self.servers(),
+    def ctl(self, *args, check=True, timeout=30, server=None):
+        r = subprocess.run([self.ctl_bin, '--server=' + (server or self.servers()),
                             '--timeout=3s'] + list(args),
                            capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
@@ -136,14 +136,18 @@ class DrillTest(unittest.TestCase):
         deadline = time.monotonic() + LEADER_TIMEOUT_S
         last = ''
         while time.monotonic() < deadline:
-            r = self.cluster.ctl('status', '-o', 'json', check=False)
-            if r.returncode == 0:
-                st = json.loads(r.stdout)
-                if st.get('role') == 'SERVER_ROLE_LEADER':
-                    return st
-                last = r.stdout
-            else:
-                last = r.stderr
+            # `status` answers from the first server that responds, standby
+            # or not, and any of the three may win the election: ask each.
+            for port in self.cluster.ports.values():
+                r = self.cluster.ctl('status', '-o', 'json', check=False,
+                                     server='127.0.0.1:%d' % port)
+                if r.returncode == 0:
+                    st = json.loads(r.stdout)
+                    if st.get('role') == 'SERVER_ROLE_LEADER':
+                        return st
+                    last = r.stdout
+                else:
+                    last = r.stderr
             time.sleep(0.2)
         raise AssertionError('no leader: %s' % last)
 
