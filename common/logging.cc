@@ -123,6 +123,10 @@ void InitLogging(const LogOptions& options) {
   config.logger->flush_on(spdlog::level::debug);
 }
 
+bool LogEnabled(LogLevel level) {
+  return Config().logger->should_log(ToSpdlog(level));
+}
+
 void LogEvent(LogLevel level, absl::string_view event,
               std::initializer_list<LogField> fields) {
   LogConfig& config = Config();

@@ -64,6 +64,11 @@ using LogField = std::pair<absl::string_view, LogValue>;
 void LogEvent(LogLevel level, absl::string_view event,
               std::initializer_list<LogField> fields = {});
 
+// True when a LogEvent at `level` would be written. Hot paths check it
+// before building fields that copy strings (a LogValue owns its string), so
+// a disabled debug line costs one comparison, not an allocation per field.
+bool LogEnabled(LogLevel level);
+
 // Renders one line without writing it (for tests).
 std::string FormatLogLineForTesting(LogFormat format, LogLevel level,
                                     absl::string_view event,

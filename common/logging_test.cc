@@ -41,5 +41,18 @@ TEST(LoggingTest, ParsesLevelsAndFormats) {
   EXPECT_FALSE(ParseLogFormat("xml", &format).ok());
 }
 
+TEST(LoggingTest, LogEnabledFollowsTheConfiguredLevel) {
+  LogOptions options;
+  options.level = LogLevel::kWarn;
+  InitLogging(options);
+  EXPECT_FALSE(LogEnabled(LogLevel::kDebug));
+  EXPECT_FALSE(LogEnabled(LogLevel::kInfo));
+  EXPECT_TRUE(LogEnabled(LogLevel::kWarn));
+  EXPECT_TRUE(LogEnabled(LogLevel::kError));
+  options.level = LogLevel::kDebug;
+  InitLogging(options);
+  EXPECT_TRUE(LogEnabled(LogLevel::kDebug));
+}
+
 }  // namespace
 }  // namespace lockwarden

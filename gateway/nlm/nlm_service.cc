@@ -334,7 +334,9 @@ NlmService::PendingPtr NlmService::Begin(std::unique_ptr<RpcCall> call,
     if (bytes.ok()) key.args = *std::move(bytes);
     p->request_id = DeriveRequestId(key);
   }
-  if (h.auth_sys.has_value()) {
+  if (!LogEnabled(LogLevel::kDebug)) {
+    // The call is not logged; skip building its fields.
+  } else if (h.auth_sys.has_value()) {
     LogEvent(LogLevel::kDebug, "nlm_call",
              {{"proc", call->procedure().name},
               {"xid", h.xid},
