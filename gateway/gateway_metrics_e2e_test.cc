@@ -280,6 +280,16 @@ TEST(GatewayMetricsE2eTest, ScrapeShowsEveryDocumentedSeriesAfterNlmTraffic) {
   EXPECT_GE(
       Sample(text, p + "tcp_connections_accepted_total", {"service=\"nlm\""}),
       1.0);
+  // A well-behaved client: nothing closed for cause, no reply queued.
+  for (const char* reason : {"framing_error", "idle", "slow_reader"}) {
+    EXPECT_EQ(Sample(text, p + "tcp_connections_closed_total",
+                     {"service=\"nlm\"",
+                      absl::StrCat("reason=\"", reason, "\"")}),
+              0.0)
+        << reason;
+  }
+  EXPECT_EQ(Sample(text, p + "tcp_replies_queued_total", {"service=\"nlm\""}),
+            0.0);
   for (const char* name : {"tcp_connections_rejected_total",
                            "udp_datagrams_dropped_total", "calls_in_flight"}) {
     EXPECT_TRUE(Sample(text, p + name, {"service=\"nsm\""}).has_value())

@@ -38,6 +38,8 @@
 //   connections_open{service}, tcp_connections_accepted_total{service},
 //   tcp_connections_rejected_total{service},
 //   udp_datagrams_dropped_total{service}, calls_in_flight{service}
+//   tcp_connections_closed_total{service,reason}  framing_error, idle,
+//       slow_reader; tcp_replies_queued_total{service}
 //   nlm_server_errors_total (NLM requests answered DENIED_NOLOCKS/FAILED
 //       because the server call failed), nlm_requests_in_flight,
 //   nlm_res_sent_total, nlm_res_failed_total

@@ -104,6 +104,21 @@ void CollectService(const GatewayMetricsSources::Service& s, Families& f) {
     f.Counter("udp_datagrams_dropped_total",
               "UDP calls dropped at the in-flight limit (clients retransmit).",
               static_cast<double>(t.udp_dropped_overload), service);
+    const std::pair<const char*, uint64_t> closed[] = {
+        {"framing_error", t.tcp_framing_errors},
+        {"idle", t.tcp_idle_closed},
+        {"slow_reader", t.tcp_slow_reader_closed}};
+    for (const auto& [reason, count] : closed) {
+      f.Counter("tcp_connections_closed_total",
+                "TCP connections the gateway closed, by reason (bad record "
+                "marking, idle timeout, a client not reading its replies).",
+                static_cast<double>(count),
+                {{"service", s.name}, {"reason", reason}});
+    }
+    f.Counter("tcp_replies_queued_total",
+              "TCP replies that found the socket buffer full and waited for "
+              "the connection's writer (a slow or congested client).",
+              static_cast<double>(t.tcp_replies_queued), service);
     f.Gauge("calls_in_flight", "Calls dispatched and not yet answered.",
             static_cast<double>(s.server->calls_in_flight()), service);
   }
