@@ -41,6 +41,7 @@ struct Flags {
   int64_t probe_min_unresponsive_ms = 1000;
   service::ProbeTlsOptions probe_tls;
   std::string probe_tls_server_name;
+  std::string replication_metrics_listen;
   std::string server_id;
   std::string version = "dev";
   std::string log_level = "info";
@@ -97,6 +98,10 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--probe-tls-server-name", f.probe_tls_server_name,
                  "with --store=etcd and TLS: name the leader's certificate "
                  "carries when it is not the host of its --advertise-address");
+  app.add_option("--replication-metrics-listen", f.replication_metrics_listen,
+                 "with --store=etcd: Prometheus HTTP address HOST:PORT of the "
+                 "replication series (probes, warm copy), on every role; "
+                 "empty = off");
   app.add_option("--server-id", f.server_id, "this server's id (default: host name)");
   app.add_option("--grace-period-ms", f.options.core.grace_period_ms,
                  "grace period after a real loss of lock state (SIMU_CRASH, reset)")
@@ -160,6 +165,7 @@ int RunReplicated(Flags& f, const sigset_t& signals, const Clock& clock) {
   ha.probe_timeout = absl::Milliseconds(f.probe_timeout_ms);
   ha.probe_failures = f.probe_failures;
   ha.probe_min_unresponsive = absl::Milliseconds(f.probe_min_unresponsive_ms);
+  ha.replication_metrics_listen = f.replication_metrics_listen;
   ha.listener_tls = f.tls.enabled();
   if (ha.listener_tls) {
     // The probes must pass the same TLS the leader's listener demands.

@@ -171,6 +171,10 @@ absl::StatusOr<std::unique_ptr<HaLockServer>> HaLockServer::Start(
     s->Shutdown();
     return st;
   }
+  if (absl::Status st = s->StartMetrics(); !st.ok()) {
+    s->Shutdown();
+    return st;
+  }
   LogEvent(LogLevel::kInfo, "ha_started",
            {{"server_id", s->options_.server.server_id},
             {"advertise", s->options_.advertise_address},
@@ -190,6 +194,7 @@ absl::StatusOr<std::unique_ptr<HaLockServer>> HaLockServer::Start(
 HaLockServer::~HaLockServer() { Shutdown(); }
 
 void HaLockServer::Shutdown() {
+  metrics_.reset();
   if (!loop_.joinable()) return;
   if (detector_ != nullptr) detector_->Stop();
   election_->Stop();  // Resigns: a standby takes over without waiting for the TTL.
@@ -216,6 +221,33 @@ absl::Status HaLockServer::StartDetector() {
   auto d = replication::LeaderFailureDetector::Start(election_.get(), detector);
   if (!d.ok()) return d.status();
   detector_ = *std::move(d);
+  return absl::OkStatus();
+}
+
+absl::Status HaLockServer::StartMetrics() {
+  if (options_.replication_metrics_listen.empty()) return absl::OkStatus();
+  replication::ReplicationMetricsSources sources;
+  sources.is_leader = [this] { return IsLeader(); };
+  // detector_ is set before this and never replaced.
+  sources.detector = [this]() -> std::optional<replication::FailureDetectorStats> {
+    if (detector_ == nullptr) return std::nullopt;
+    return detector_->stats();
+  };
+  sources.replica = [this]() -> std::optional<replication::StandbyReplicaStats> {
+    std::shared_ptr<replication::StandbyReplica> copy;
+    {
+      absl::MutexLock lock(&mu_);
+      copy = published_replica_;
+    }
+    if (copy == nullptr) return std::nullopt;
+    return copy->stats();
+  };
+  auto metrics =
+      replication::ReplicationMetrics::Start(options_.replication_metrics_listen, sources);
+  if (!metrics.ok()) return metrics.status();
+  metrics_ = *std::move(metrics);
+  LogEvent(LogLevel::kInfo, "replication_metrics_listening",
+           {{"listen", options_.replication_metrics_listen}, {"port", metrics_->port()}});
   return absl::OkStatus();
 }
 

@@ -42,6 +42,7 @@
 #include "common/clock.h"
 #include "server/replication/failure_detector.h"
 #include "server/replication/leader_election.h"
+#include "server/replication/replication_metrics.h"
 #include "server/replication/standby_replica.h"
 #include "server/replication/step_down_record.h"
 #include "server/service/admin_service.h"
@@ -82,6 +83,9 @@ struct HaServerOptions {
   // Standbys keep a warm copy of the state (replication/standby_replica.h)
   // and hand it to the leader's server at takeover instead of reloading.
   bool warm_standby = true;
+  // Prometheus endpoint HOST:PORT of the replication series
+  // (replication/replication_metrics.h), on every role; empty = off.
+  std::string replication_metrics_listen;
 };
 
 // How standbys' health probes reach a TLS leader (--probe-tls-*): the CA
@@ -123,6 +127,7 @@ class HaLockServer final : public LeadershipControl {
   void Loop();
   void Push(Transition t, replication::Leadership leadership = {});
   absl::Status StartDetector();
+  absl::Status StartMetrics();
   absl::Status StartStandby();
   void StopStandby();
   absl::Status BecomeLeader(const replication::Leadership& leadership);
@@ -168,6 +173,8 @@ class HaLockServer final : public LeadershipControl {
   std::shared_ptr<replication::StandbyReplica> published_replica_
       ABSL_GUARDED_BY(mu_);
   std::thread loop_;
+  // Last: destroyed first, as its scrapes read the members above.
+  std::unique_ptr<replication::ReplicationMetrics> metrics_;
 };
 
 }  // namespace lockwarden::service

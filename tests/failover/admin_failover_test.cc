@@ -3,14 +3,22 @@
 //   StandbyAnswersGetServerStatusItself  every standby reports its own role,
 //       its leader and the leader's fencing token, its warm copy (applied
 //       revision, lag 0 once caught up, healthy) and its probes; every
-//       other admin call is still redirected to the leader.
+//       other admin call is still redirected to the leader; the same
+//       figures are on its --replication-metrics-listen endpoint.
 //   RetriedStepDownDoesNotDeposeTheNewLeader  StepDown with request id X
 //       hands over to a standby; the same request retried (a lost reply)
 //       at the new leader changes nothing; a new request id steps it down.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_matchers.h"
@@ -24,12 +32,52 @@ namespace lockwarden::testing {
 namespace {
 
 constexpr absl::Duration kCallTimeout = absl::Seconds(5);
+constexpr size_t kMetricsBytesMax = 1 << 20;
+
+// GET /metrics from 127.0.0.1:port (HTTP/1.0: the server closes).
+std::string Scrape(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    if (write(fd, req, sizeof(req) - 1) == static_cast<ssize_t>(sizeof(req) - 1)) {
+      char buf[4096];
+      ssize_t n;
+      while (out.size() < kMetricsBytesMax && (n = read(fd, buf, sizeof(buf))) > 0) {
+        out.append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  close(fd);
+  return out;
+}
+
+// The port server i logged for --replication-metrics-listen (0 if none).
+int MetricsPort(const HaCluster& cluster, int i) {
+  const std::string log = cluster.LogTail(i, 1 << 20);
+  const size_t at = log.find("replication_metrics_listening");
+  if (at == std::string::npos) return 0;
+  const size_t p = log.find("port=", at);
+  int port = 0;
+  if (p == std::string::npos ||
+      !absl::SimpleAtoi(log.substr(p + 5, log.find_first_of(" \n", p) - p - 5), &port)) {
+    return 0;
+  }
+  return port;
+}
 
 class AdminFailoverTest : public ::testing::Test {
  protected:
   void SetUp() override {
     HaClusterOptions options;
     options.etcd_members = 1;
+    options.extra_args = {"--replication-metrics-listen=127.0.0.1:0"};
     auto cluster = HaCluster::Start(options);
     ASSERT_THAT(cluster, IsOk());
     cluster_ = *std::move(cluster);
@@ -118,7 +166,21 @@ TEST_F(AdminFailoverTest, StandbyAnswersGetServerStatusItself) {
     ASSERT_NE(trailer, ctx->GetServerTrailingMetadata().end());
     EXPECT_EQ(std::string(trailer->second.data(), trailer->second.size()),
               cluster_->address(*leader));
+    // Prometheus, on the standby's own endpoint.
+    const int port = MetricsPort(*cluster_, i);
+    ASSERT_GT(port, 0) << cluster_->LogTail(i);
+    const std::string metrics = Scrape(port);
+    EXPECT_TRUE(absl::StrContains(metrics, "lockwarden_replication_is_leader 0")) << metrics;
+    EXPECT_TRUE(absl::StrContains(metrics, "lockwarden_replica_healthy 1")) << metrics;
+    EXPECT_TRUE(absl::StrContains(metrics, "lockwarden_replication_probe_misconfigured 0"))
+        << metrics;
+    EXPECT_TRUE(absl::StrContains(
+        metrics, "lockwarden_replication_probes_total{outcome=\"misconfigured\"} 0"))
+        << metrics;
   }
+  const std::string leader_metrics = Scrape(MetricsPort(*cluster_, *leader));
+  EXPECT_TRUE(absl::StrContains(leader_metrics, "lockwarden_replication_is_leader 1"))
+      << leader_metrics;
 }
 
 TEST_F(AdminFailoverTest, RetriedStepDownDoesNotDeposeTheNewLeader) {
