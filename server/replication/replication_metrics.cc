@@ -51,15 +51,18 @@ class Collector final : public prometheus::Collectable {
                            "Health probes of the leader by outcome (dead ones "
                            "count towards deposing it; misconfigured never).",
                            MetricType::Counter));
-      const uint64_t serving = d->probes - d->failed_probes - d->misconfigured_probes;
+      const uint64_t serving =
+          d->probes - d->failed_probes - d->misconfigured_probes;
       Add(&out.back(), static_cast<double>(serving), {{"outcome", "serving"}});
-      Add(&out.back(), static_cast<double>(d->failed_probes), {{"outcome", "dead"}});
+      Add(&out.back(), static_cast<double>(d->failed_probes),
+          {{"outcome", "dead"}});
       Add(&out.back(), static_cast<double>(d->misconfigured_probes),
           {{"outcome", "misconfigured"}});
-      out.push_back(Family("lockwarden_replication_probe_misconfigured",
-                           "1 while the last probes were misconfigured: fast "
-                           "failover is off, only the lease replaces a hung leader.",
-                           MetricType::Gauge));
+      out.push_back(
+          Family("lockwarden_replication_probe_misconfigured",
+                 "1 while the last probes were misconfigured: fast "
+                 "failover is off, only the lease replaces a hung leader.",
+                 MetricType::Gauge));
       Add(&out.back(), d->misconfigured ? 1 : 0);
       out.push_back(Family("lockwarden_replication_deposes_total",
                            "Leaders this server deposed after failed probes.",
@@ -67,11 +70,13 @@ class Collector final : public prometheus::Collectable {
       Add(&out.back(), static_cast<double>(d->deposes));
     }
     const std::optional<StandbyReplicaStats> r = sources_.replica();
-    out.push_back(Family("lockwarden_replica_applied_revision",
-                         "Every etcd revision up to this one is in the warm copy "
-                         "(0: no copy).",
-                         MetricType::Gauge));
-    Add(&out.back(), r.has_value() ? static_cast<double>(r->caught_up_revision) : 0);
+    out.push_back(
+        Family("lockwarden_replica_applied_revision",
+               "Every etcd revision up to this one is in the warm copy "
+               "(0: no copy).",
+               MetricType::Gauge));
+    Add(&out.back(),
+        r.has_value() ? static_cast<double>(r->caught_up_revision) : 0);
     out.push_back(Family("lockwarden_replica_healthy",
                          "1 if the warm copy is usable for a takeover.",
                          MetricType::Gauge));
@@ -88,15 +93,17 @@ class Collector final : public prometheus::Collectable {
 absl::StatusOr<std::unique_ptr<ReplicationMetrics>> ReplicationMetrics::Start(
     const std::string& listen, ReplicationMetricsSources sources) {
   if (!sources.is_leader || !sources.detector || !sources.replica) {
-    return absl::InvalidArgumentError("replication metrics: every source is required");
+    return absl::InvalidArgumentError(
+        "replication metrics: every source is required");
   }
   std::unique_ptr<ReplicationMetrics> m(new ReplicationMetrics());
   m->collector_ = std::make_shared<Collector>(std::move(sources));
   try {
     m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "--replication-metrics-listen=", listen, ": cannot listen: ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("--replication-metrics-listen=", listen,
+                     ": cannot listen: ", e.what()));
   }
   m->exposer_->RegisterCollectable(m->collector_);
   const std::vector<int> ports = m->exposer_->GetListeningPorts();

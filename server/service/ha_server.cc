@@ -229,11 +229,13 @@ absl::Status HaLockServer::StartMetrics() {
   replication::ReplicationMetricsSources sources;
   sources.is_leader = [this] { return IsLeader(); };
   // detector_ is set before this and never replaced.
-  sources.detector = [this]() -> std::optional<replication::FailureDetectorStats> {
+  sources.detector =
+      [this]() -> std::optional<replication::FailureDetectorStats> {
     if (detector_ == nullptr) return std::nullopt;
     return detector_->stats();
   };
-  sources.replica = [this]() -> std::optional<replication::StandbyReplicaStats> {
+  sources.replica =
+      [this]() -> std::optional<replication::StandbyReplicaStats> {
     std::shared_ptr<replication::StandbyReplica> copy;
     {
       absl::MutexLock lock(&mu_);
@@ -242,12 +244,13 @@ absl::Status HaLockServer::StartMetrics() {
     if (copy == nullptr) return std::nullopt;
     return copy->stats();
   };
-  auto metrics =
-      replication::ReplicationMetrics::Start(options_.replication_metrics_listen, sources);
+  auto metrics = replication::ReplicationMetrics::Start(
+      options_.replication_metrics_listen, sources);
   if (!metrics.ok()) return metrics.status();
   metrics_ = *std::move(metrics);
   LogEvent(LogLevel::kInfo, "replication_metrics_listening",
-           {{"listen", options_.replication_metrics_listen}, {"port", metrics_->port()}});
+           {{"listen", options_.replication_metrics_listen},
+            {"port", metrics_->port()}});
   return absl::OkStatus();
 }
 

@@ -46,10 +46,12 @@ std::string Scrape(int port) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
     const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
-    if (write(fd, req, sizeof(req) - 1) == static_cast<ssize_t>(sizeof(req) - 1)) {
+    if (write(fd, req, sizeof(req) - 1) ==
+        static_cast<ssize_t>(sizeof(req) - 1)) {
       char buf[4096];
       ssize_t n;
-      while (out.size() < kMetricsBytesMax && (n = read(fd, buf, sizeof(buf))) > 0) {
+      while (out.size() < kMetricsBytesMax &&
+             (n = read(fd, buf, sizeof(buf))) > 0) {
         out.append(buf, static_cast<size_t>(n));
       }
     }
@@ -66,7 +68,8 @@ int MetricsPort(const HaCluster& cluster, int i) {
   const size_t p = log.find("port=", at);
   int port = 0;
   if (p == std::string::npos ||
-      !absl::SimpleAtoi(log.substr(p + 5, log.find_first_of(" \n", p) - p - 5), &port)) {
+      !absl::SimpleAtoi(log.substr(p + 5, log.find_first_of(" \n", p) - p - 5),
+                        &port)) {
     return 0;
   }
   return port;
@@ -170,16 +173,22 @@ TEST_F(AdminFailoverTest, StandbyAnswersGetServerStatusItself) {
     const int port = MetricsPort(*cluster_, i);
     ASSERT_GT(port, 0) << cluster_->LogTail(i);
     const std::string metrics = Scrape(port);
-    EXPECT_TRUE(absl::StrContains(metrics, "lockwarden_replication_is_leader 0")) << metrics;
-    EXPECT_TRUE(absl::StrContains(metrics, "lockwarden_replica_healthy 1")) << metrics;
-    EXPECT_TRUE(absl::StrContains(metrics, "lockwarden_replication_probe_misconfigured 0"))
+    EXPECT_TRUE(
+        absl::StrContains(metrics, "lockwarden_replication_is_leader 0"))
+        << metrics;
+    EXPECT_TRUE(absl::StrContains(metrics, "lockwarden_replica_healthy 1"))
         << metrics;
     EXPECT_TRUE(absl::StrContains(
-        metrics, "lockwarden_replication_probes_total{outcome=\"misconfigured\"} 0"))
+        metrics, "lockwarden_replication_probe_misconfigured 0"))
+        << metrics;
+    EXPECT_TRUE(absl::StrContains(
+        metrics,
+        "lockwarden_replication_probes_total{outcome=\"misconfigured\"} 0"))
         << metrics;
   }
   const std::string leader_metrics = Scrape(MetricsPort(*cluster_, *leader));
-  EXPECT_TRUE(absl::StrContains(leader_metrics, "lockwarden_replication_is_leader 1"))
+  EXPECT_TRUE(
+      absl::StrContains(leader_metrics, "lockwarden_replication_is_leader 1"))
       << leader_metrics;
 }
 
