@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/store/commit_pipeline.h"
+#include "server/store/etcd_test_env.h"
 #include "server/store/store_test_util.h"
 #include "tests/etcd/etcd_cluster.h"
 
@@ -29,20 +30,13 @@ using ::lockwarden::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::Pair;
 
+const ::testing::Environment* const kEtcd =
+    ::testing::AddGlobalTestEnvironment(new testing::EtcdTestEnvironment);
+
 class EtcdStoreTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster =
-        EtcdCluster::Start({.members = 1});
-    ASSERT_THAT(cluster, IsOk());
-    cluster_ = cluster->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-
   void SetUp() override {
+    cluster_ = testing::EtcdTestEnvironment::cluster();
     ASSERT_NE(cluster_, nullptr);
     static int test_number = 0;
     base_ = absl::StrCat("/lwtest/store/", ++test_number, "/");
@@ -87,12 +81,10 @@ class EtcdStoreTest : public ::testing::Test {
     EXPECT_THAT(client_->Txn(txn), IsOk());
   }
 
-  static EtcdCluster* cluster_;
+  EtcdCluster* cluster_ = nullptr;  // The binary's shared cluster.
   std::string base_;
   std::unique_ptr<EtcdClient> client_;
 };
-
-EtcdCluster* EtcdStoreTest::cluster_ = nullptr;
 
 TEST_F(EtcdStoreTest, DeposedLeaderCommitIsFencedAndWritesNothing) {
   std::unique_ptr<EtcdStore> a = Open(/*fenced=*/true);
