@@ -365,8 +365,17 @@ LeaderFailureDetector::ProbeResult LeaderFailureDetector::Probe(
   const bool serving =
       status.ok() &&
       response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  // gRPC's own word that nothing is there (refused, no route, no DNS
+  // record) needs no second look; resolving the name again could also
+  // stall this thread on a slow DNS server.
+  const bool said_unreachable =
+      status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      (absl::StrContains(status.error_message(), "Connection refused") ||
+       absl::StrContains(status.error_message(), "DNS resolution failed") ||
+       absl::StrContains(status.error_message(), "No route to host") ||
+       absl::StrContains(status.error_message(), "Network is unreachable"));
   const TransportCheck transport =
-      status.error_code() == grpc::StatusCode::UNAVAILABLE
+      status.error_code() == grpc::StatusCode::UNAVAILABLE && !said_unreachable
           ? CheckTransport(w.leader.address, options_.probe_timeout)
           : TransportCheck::kUnreachable;
   ProbeResult result;
