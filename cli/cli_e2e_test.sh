@@ -1,70 +1,20 @@
 #!/bin/bash
 # End-to-end: lockwardenctl against a real lockwarden-server (RocksDB on a
 # temp data dir, OS-chosen port on 127.0.0.1).
-#   usage: cli_e2e_test.sh <lockwardenctl> <lockwarden-server>
+#   usage: cli_e2e_test.sh <lockwardenctl> <lockwarden-server> <e2e_lib.sh>
 # Checks: health; a lock taken by one client; `test` denied (exit 1) for
 # another; `locks list --output json` shows the lock; `lock --wait` by the
 # second client is granted (stream + ack) once the first unlocks; a wait that
 # times out cancels its request; a dead server gives exit 2.
 set -u
 
-CTL="$1"
-SERVER="$2"
-WORK="$(mktemp -d "${TEST_TMPDIR:-/tmp}/cli_e2e.XXXXXX")"
-SERVER_PID=""
+# shellcheck source=tests/harness/e2e_lib.sh
+source "$3"
+e2e_init cli_e2e "$1" "$2"
 WAITER_PID=""
+e2e_on_exit() { [ -n "$WAITER_PID" ] && kill "$WAITER_PID" 2>/dev/null; }
 
-cleanup() {
-  [ -n "$WAITER_PID" ] && kill "$WAITER_PID" 2>/dev/null
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    # Bounded wait for a graceful exit, then SIGKILL.
-    for _ in $(seq 1 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-FAILURES=0
-fail() {
-  echo "FAIL: $*" >&2
-  FAILURES=$((FAILURES + 1))
-}
-
-# expect_exit CODE DESCRIPTION -- COMMAND...: runs COMMAND, output in $OUT.
-expect_exit() {
-  local want="$1" what="$2"
-  shift 3
-  OUT="$("$@" 2>"$WORK/stderr")"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    fail "$what: exit $got, want $want; stdout: $OUT; stderr: $(cat "$WORK/stderr")"
-  fi
-}
-
-"$SERVER" --listen=127.0.0.1:0 --data-dir="$WORK/data" \
-  --log-level=warn >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-
-PORT=""
-for _ in $(seq 1 300); do  # up to 30 s
-  PORT="$(sed -n 's/^lockwarden-server listening on port \([0-9]*\)$/\1/p' "$WORK/server.log")"
-  [ -n "$PORT" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$PORT" ]; then
-  echo "FAIL: server did not start:" >&2
-  cat "$WORK/server.log" >&2
-  exit 1
-fi
-ADDR="127.0.0.1:$PORT"
-ctl() { "$CTL" --server="$ADDR" --timeout=10s "$@"; }
+start_server "$WORK/data"
 
 expect_exit 0 "health" -- ctl health
 [ "$OUT" = "SERVING" ] || fail "health printed '$OUT'"
@@ -155,15 +105,8 @@ for command in "shares list" "clients list" "monitors list" "gateways list" \
 done
 
 # A stopped server is a connection error: exit 2, naming the server.
-kill -TERM "$SERVER_PID"
-wait "$SERVER_PID" 2>/dev/null
-SERVER_PID=""
+stop_server
 expect_exit 2 "server gone" -- ctl status
 grep -q "$ADDR" "$WORK/stderr" || fail "error does not name $ADDR: $(cat "$WORK/stderr")"
 
-if [ "$FAILURES" != 0 ]; then
-  echo "$FAILURES check(s) failed; server log tail:" >&2
-  tail -n 30 "$WORK/server.log" >&2
-  exit 1
-fi
-echo "PASS"
+e2e_finish

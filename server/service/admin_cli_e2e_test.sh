@@ -1,7 +1,7 @@
 #!/bin/bash
 # End-to-end: the real lockwardenctl's repair commands against a real
 # lockwarden-server (RocksDB on a temp dir, OS-chosen port on 127.0.0.1).
-#   usage: admin_cli_e2e_test.sh <lockwardenctl> <lockwarden-server>
+#   usage: admin_cli_e2e_test.sh <lockwardenctl> <lockwarden-server> <e2e_lib.sh>
 # Checks: `locks release --client` frees exactly that client's lock;
 # `client reboot` releases the client's older locks and bumps its state;
 # `gateway reset` bumps the identity's state by 2 and starts grace;
@@ -10,74 +10,16 @@
 # and accepted with it.
 set -u
 
-CTL="$1"
-SERVER="$2"
-WORK="$(mktemp -d "${TEST_TMPDIR:-/tmp}/admin_e2e.XXXXXX")"
-SERVER_PID=""
+# shellcheck source=tests/harness/e2e_lib.sh
+source "$3"
+e2e_init admin_e2e "$1" "$2"
+# Grace outlasts the test, so `gateway reset` leaves the identity in grace.
+GRACE_FLAG="--grace-period-ms=60000"
 
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-    SERVER_PID=""
-  fi
-}
-cleanup() {
-  stop_server
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-FAILURES=0
-fail() {
-  echo "FAIL: $*" >&2
-  FAILURES=$((FAILURES + 1))
-}
-
-expect_exit() {
-  local want="$1" what="$2"
-  shift 3
-  OUT="$("$@" 2>"$WORK/stderr")"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    fail "$what: exit $got, want $want; stdout: $OUT; stderr: $(cat "$WORK/stderr")"
-  fi
-}
-
-# start_server DATA_DIR [FLAGS...]: sets ADDR.
-start_server() {
-  local data="$1"
-  shift
-  # Empty the log here, synchronously: the background job's own truncation
-  # may come after the loop below has read the previous server's port.
-  : >"$WORK/server.log"
-  "$SERVER" --listen=127.0.0.1:0 --data-dir="$data" --grace-period-ms=60000 \
-    --log-level=warn "$@" >"$WORK/server.log" 2>&1 &
-  SERVER_PID=$!
-  PORT=""
-  for _ in $(seq 1 300); do  # up to 30 s
-    PORT="$(sed -n 's/^lockwarden-server listening on port \([0-9]*\)$/\1/p' "$WORK/server.log")"
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$PORT" ]; then
-    echo "FAIL: server did not start:" >&2
-    cat "$WORK/server.log" >&2
-    exit 1
-  fi
-  ADDR="127.0.0.1:$PORT"
-}
-ctl() { "$CTL" --server="$ADDR" --timeout=10s "$@"; }
 # json_get EXPR: evaluates a Python expression over the JSON in $OUT (as d).
 json_get() { echo "$OUT" | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-start_server "$WORK/data"
+start_server "$WORK/data" "$GRACE_FLAG"
 
 expect_exit 0 "status" -- ctl status --output=json
 [ "$(json_get 'd["leader_address"]')" = "$ADDR" ] || fail "leader_address is not $ADDR: $OUT"
@@ -135,7 +77,7 @@ LOCKS_BEFORE="$(json_get 'sorted(l["fencing_token"] for l in d["locks"])')"
 
 stop_server
 # Import into a fresh store: the same locks, same fencing tokens.
-start_server "$WORK/data-imported"
+start_server "$WORK/data-imported" "$GRACE_FLAG"
 expect_exit 0 "snapshot import" -- ctl snapshot import --file="$WORK/lw.snap" --state-is-current \
   --reason="e2e restore" --output=json
 expect_exit 0 "locks after import" -- ctl locks list --output=json
@@ -147,16 +89,11 @@ grep -q "force" "$WORK/stderr" || fail "refusal unclear: $(cat "$WORK/stderr")"
 
 stop_server
 echo "e2e-token-value" >"$WORK/token"
-start_server "$WORK/data2" --admin-token-file="$WORK/token"
+start_server "$WORK/data2" "$GRACE_FLAG" --admin-token-file="$WORK/token"
 expect_exit 0 "dave locks" -- ctl lock --fh=0a04 --client=dave --svid=4 --oh=d4
 expect_exit 2 "release without token" -- ctl locks release --client=dave --reason=e2e
 grep -q "UNAUTHENTICATED\|Bearer" "$WORK/stderr" || fail "refusal unclear: $(cat "$WORK/stderr")"
 expect_exit 0 "release with token" -- ctl --token=e2e-token-value locks release --client=dave \
   --reason=e2e
 
-if [ "$FAILURES" != 0 ]; then
-  echo "$FAILURES check(s) failed; server log tail:" >&2
-  tail -n 30 "$WORK/server.log" >&2
-  exit 1
-fi
-echo "PASS"
+e2e_finish
