@@ -237,17 +237,11 @@ class InterruptedImportTest : public StagedImportTest {
               std::string::npos);
     EXPECT_EQ(HealthOf("lockwarden.v1.LockService"),
               grpc::health::v1::HealthCheckResponse::NOT_SERVING);
-  }
-
-  grpc::health::v1::HealthCheckResponse::ServingStatus HealthOf(const std::string& service) {
-    auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
-    grpc::health::v1::HealthCheckRequest r;
-    r.set_service(service);
-    grpc::health::v1::HealthCheckResponse resp;
-    grpc::Status s = stub->Check(Ctx().get(), r, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return resp.status();
+    EXPECT_EQ(HealthOf(""), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    // What standbys probe stays SERVING: another leader would refuse too,
+    // so deposing this one would only make leadership flap.
+    EXPECT_EQ(HealthOf(kLeadershipHealthService),
+              grpc::health::v1::HealthCheckResponse::SERVING);
   }
 
   store::MemoryStore* base_ = nullptr;
@@ -278,6 +272,8 @@ TEST_F(InterruptedImportTest, RefusesToServeUntilAForcedImportFinishesIt) {
   EXPECT_EQ(after, want);
   EXPECT_TRUE(server_->runner_for_testing()->Health().ok());
   EXPECT_EQ(HealthOf("lockwarden.v1.LockService"),
+            grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(HealthOf(kLeadershipHealthService),
             grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_EQ(LockCount(), static_cast<uint64_t>(kLocks));
   EXPECT_EQ(Lock(LockReq("c2", 1, "x", 0, 1)), v1::LOCK_STATUS_GRANTED);

@@ -386,6 +386,11 @@ absl::Status CoreRunner::Health() const {
   return absl::OkStatus();
 }
 
+bool CoreRunner::InterruptedImportOnly() const {
+  absl::MutexLock lock(&mu_);
+  return broken_.ok() && !stopping_ && core_.interrupted_import().has_value();
+}
+
 void CoreRunner::SetHealthCallback(std::function<void(bool serving)> cb) {
   absl::MutexLock lock(&mu_);
   health_cb_ = std::move(cb);

@@ -166,6 +166,9 @@ class CoreRunner {
 
   // OK while serving; the failure otherwise.
   absl::Status Health() const;
+  // True when the only reason Health() fails is an interrupted import (the
+  // runner is not broken and not stopping): another leader would refuse too.
+  bool InterruptedImportOnly() const;
   // Called (on any thread) when Health() changes.
   void SetHealthCallback(std::function<void(bool serving)> cb);
 

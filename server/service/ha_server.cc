@@ -218,6 +218,7 @@ absl::Status HaLockServer::StartDetector() {
   detector.min_unresponsive_span = options_.probe_min_unresponsive;
   detector.credentials = options_.probe_credentials;
   detector.tls_server_name = options_.probe_tls_server_name;
+  detector.health_service = kLeadershipHealthService;
   auto d = replication::LeaderFailureDetector::Start(election_.get(), detector);
   if (!d.ok()) return d.status();
   detector_ = *std::move(d);
@@ -373,6 +374,9 @@ absl::Status HaLockServer::StartStandby() {
   }
   if (auto* health = standby_->GetHealthCheckService()) {
     health->SetServingStatus("", true);  // The process is alive.
+    // A standby found at the leader key's address (it restarted before its
+    // old lease ran out) is not the leader: the probe may depose that key.
+    health->SetServingStatus(kLeadershipHealthService, false);
     for (const char* name : kLockServiceNames) health->SetServingStatus(name, false);
   }
   LogEvent(LogLevel::kInfo, "standby_serving", {{"listen", options_.server.listen}});

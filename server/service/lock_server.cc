@@ -175,13 +175,22 @@ void LockServer::SetServing(bool serving) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
   for (const char* name : kServiceNames) health->SetServingStatus(name, serving);
+  health->SetServingStatus(kLeadershipHealthService,
+                           serving || runner_->InterruptedImportOnly());
+}
+
+void LockServer::SetNotServing() {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  for (const char* name : kServiceNames) health->SetServingStatus(name, false);
+  health->SetServingStatus(kLeadershipHealthService, false);
 }
 
 void LockServer::Shutdown() {
   if (shut_down_ || server_ == nullptr) return;  // Never started serving.
   shut_down_ = true;
   LogEvent(LogLevel::kInfo, "shutdown_begin", {});
-  SetServing(false);
+  SetNotServing();
   lock_service_->CloseSessions();
   // In-flight RPCs finish (their commits complete) within the deadline; new
   // ones are refused.

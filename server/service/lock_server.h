@@ -48,6 +48,15 @@ struct LockServerOptions {
   std::string metrics_listen;
 };
 
+// The grpc.health.v1 service name standbys' failure detectors probe on the
+// leader (replication::FailureDetectorOptions::health_service). Unlike ""
+// and the service names, it is NOT_SERVING only when replacing this leader
+// would help: a failed store or a shutdown. A store holding an interrupted
+// snapshot import keeps it SERVING: every leader would refuse the same way,
+// so deposing would only make leadership flap while the operator finishes
+// or abandons the import.
+inline constexpr char kLeadershipHealthService[] = "lockwarden.v1.Leadership";
+
 class LockServer {
  public:
   // Recovers from `store` and starts serving. `clock` must outlive the server.
@@ -76,7 +85,11 @@ class LockServer {
 
  private:
   LockServer() = default;
+  // Health of the service names (and of kLeadershipHealthService, which
+  // stays SERVING through an interrupted import).
   void SetServing(bool serving);
+  // Everything NOT_SERVING, kLeadershipHealthService included (shutdown).
+  void SetNotServing();
 
   LockServerOptions options_;
   std::unique_ptr<store::StateStore> store_;

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "lockwarden/v1/admin_service.grpc.pb.h"
 #include "lockwarden/v1/lock_service.grpc.pb.h"
@@ -147,6 +148,20 @@ class ServiceTest : public ::testing::Test {
     grpc::Status s = admin_->ListLocks(Ctx().get(), r, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return resp;
+  }
+
+  // The server's grpc.health.v1 status for `service`.
+  grpc::health::v1::HealthCheckResponse::ServingStatus HealthOf(
+      const std::string& service) {
+    auto stub = grpc::health::v1::Health::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                            grpc::InsecureChannelCredentials()));
+    grpc::health::v1::HealthCheckRequest r;
+    r.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status s = stub->Check(Ctx().get(), r, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.status();
   }
 
   FakeClock clock_;

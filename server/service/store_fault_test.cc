@@ -47,6 +47,12 @@ TEST_P(StoreFaultTest, FailedCommitStopsAcknowledgingAndLosesNothingAcknowledged
   v1::TestResponse tr;
   EXPECT_EQ(lock_->Test(Ctx().get(), t, &tr).error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_FALSE(server_->runner_for_testing()->Health().ok());
+  // Replacing this leader helps (a standby's state is what the store holds),
+  // so what standbys probe says NOT_SERVING too.
+  EXPECT_EQ(HealthOf(kLeadershipHealthService),
+            grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(HealthOf("lockwarden.v1.LockService"),
+            grpc::health::v1::HealthCheckResponse::NOT_SERVING);
 
   // Restart on what the store really holds.
   StopServer();
