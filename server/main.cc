@@ -33,6 +33,7 @@ struct Flags {
   std::string data_dir = "/var/lib/lockwarden";
   std::string store = "rocksdb";
   std::string etcd_endpoints;
+  size_t etcd_max_txn_ops = store::kEtcdMaxTxnOps;
   std::string advertise_address;
   int64_t lease_ttl_ms = 5000;
   int64_t probe_interval_ms = 100;
@@ -63,6 +64,12 @@ void DefineFlags(CLI::App& app, Flags& f) {
       ->capture_default_str();
   app.add_option("--etcd-endpoints", f.etcd_endpoints,
                  "with --store=etcd: http://HOST:PORT[,...] of the etcd cluster");
+  app.add_option("--etcd-max-txn-ops", f.etcd_max_txn_ops,
+                 "with --store=etcd: operations per commit Txn; raise it only "
+                 "together with etcd's own --max-txn-ops (etcd refuses larger "
+                 "Txns); bigger Txns carry more requests per commit")
+      ->check(CLI::Range(size_t{1}, store::kEtcdMaxTxnOpsLimit))
+      ->capture_default_str();
   app.add_option("--advertise-address", f.advertise_address,
                  "with --store=etcd: HOST:PORT gateways and the CLI use to reach this "
                  "server when it leads (default: --listen)");
@@ -158,6 +165,7 @@ int RunReplicated(Flags& f, const sigset_t& signals, const Clock& clock) {
   service::HaServerOptions ha;
   ha.server = f.options;
   ha.etcd_endpoints = *endpoints;
+  ha.etcd_max_txn_ops = f.etcd_max_txn_ops;
   ha.advertise_address = f.advertise_address;
   ha.lease_ttl = absl::Milliseconds(f.lease_ttl_ms);
   ha.fast_failover = f.probe_interval_ms > 0;

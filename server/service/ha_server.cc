@@ -395,6 +395,7 @@ absl::Status HaLockServer::BecomeLeader(const replication::Leadership& leadershi
   const absl::Time start = absl::Now();
   store::EtcdStoreOptions store_options;
   store_options.key_prefix = options_.state_prefix;
+  store_options.max_txn_ops = options_.etcd_max_txn_ops;
   auto store = store::EtcdStore::OpenWithClient(etcd_.get(), store_options);
   if (!store.ok()) return store.status();
   if (absl::Status s = (*store)->SetFence({leadership.key, leadership.create_revision});
@@ -460,6 +461,7 @@ void HaLockServer::MaintainReplica() {
   if (replica_store_ == nullptr) {
     store::EtcdStoreOptions store_options;
     store_options.key_prefix = options_.state_prefix;
+    store_options.max_txn_ops = options_.etcd_max_txn_ops;
     // Fenced without a fence: it can read and watch, never write.
     auto store = store::EtcdStore::OpenWithClient(etcd_.get(), store_options);
     if (!store.ok()) {

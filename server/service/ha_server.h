@@ -59,6 +59,9 @@ inline constexpr absl::Duration kStepDownSuccessorWait = absl::Seconds(2);
 struct HaServerOptions {
   LockServerOptions server;            // listen, core options, ...
   std::vector<std::string> etcd_endpoints;
+  // Operations per commit Txn (store::EtcdStoreOptions::max_txn_ops); must
+  // not exceed the etcd cluster's --max-txn-ops.
+  size_t etcd_max_txn_ops = store::kEtcdMaxTxnOps;
   std::string advertise_address;       // Default: server.listen.
   std::string state_prefix = "/lockwarden/v1/state/";
   std::string election_prefix = replication::kDefaultElectionPrefix;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/status_matchers.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/common/stubs.h"
 
@@ -70,6 +71,19 @@ TEST(ServerProcessTest, BadFlagFailsWithTheServerLog) {
   ASSERT_FALSE(server.ok());
   EXPECT_NE(server.status().message().find("no-such-flag"), absl::string_view::npos)
       << server.status();
+}
+
+TEST(ServerProcessTest, EtcdMaxTxnOpsOutOfRangeIsRefused) {
+  // Beyond what one commit batch may hold (store::kEtcdMaxTxnOpsLimit), and 0.
+  for (const char* value : {"0", "4097"}) {
+    ServerProcessOptions o;
+    o.extra_args = {absl::StrCat("--etcd-max-txn-ops=", value)};
+    auto server = ServerProcess::Start(o);
+    ASSERT_FALSE(server.ok()) << value;
+    EXPECT_NE(server.status().message().find("etcd-max-txn-ops"),
+              absl::string_view::npos)
+        << server.status();
+  }
 }
 
 TEST(ServerProcessTest, ProcessRssIsReadable) {
