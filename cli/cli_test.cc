@@ -224,11 +224,44 @@ TEST_F(CliTest, StatusTableAndJson) {
   EXPECT_TRUE(absl::StrContains(run.out, "role:")) << run.out;
   EXPECT_TRUE(absl::StrContains(run.out, "LEADER")) << run.out;
   EXPECT_TRUE(absl::StrContains(run.out, "ROCKSDB OK")) << run.out;
+  // A leader sends no `replica`: none of its lines.
+  EXPECT_FALSE(absl::StrContains(run.out, "replica_")) << run.out;
+  EXPECT_FALSE(absl::StrContains(run.out, "leader_probes")) << run.out;
+  EXPECT_FALSE(absl::StrContains(run.out, "last_probe_misconfiguration"))
+      << run.out;
   run = Ctl({"status", "--output=json"});
   nlohmann::json json = ParseSingleJsonObject(run.out);
   EXPECT_EQ(json["role"], "SERVER_ROLE_LEADER");
   EXPECT_EQ(json["lock_count"], 5);
   EXPECT_EQ(json["commit_stats"]["commits"], 3);
+}
+
+TEST_F(CliTest, StatusTableShowsAStandbysReplica) {
+  std::unique_ptr<FakeLockwardenServer> standby =
+      FakeLockwardenServer::Start(server_->address());
+  ASSERT_NE(standby, nullptr);
+  CtlResult run =
+      RunCtl({absl::StrCat("--server=", standby->address()), "status"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_TRUE(absl::StrContains(run.out, "STANDBY")) << run.out;
+  EXPECT_TRUE(absl::StrContains(
+      run.out, "replica_revision:             applied 1200, store 1203, "
+               "lag 3\n"))
+      << run.out;
+  EXPECT_TRUE(absl::StrContains(
+      run.out, "replica_healthy:              yes\n"))
+      << run.out;
+  EXPECT_TRUE(absl::StrContains(
+      run.out, "leader_probes:                40 (failed 2, misconfigured 5), "
+               "fast failover off\n"))
+      << run.out;
+  EXPECT_TRUE(absl::StrContains(
+      run.out, "last_probe_misconfiguration:  UNAUTHENTICATED: bad token\n"))
+      << run.out;
+  run = RunCtl({absl::StrCat("--server=", standby->address()), "status",
+                "--output=json"});
+  nlohmann::json json = ParseSingleJsonObject(run.out);
+  EXPECT_EQ(json["replica"]["lag_revisions"], 3);
 }
 
 TEST_F(CliTest, HealthExitCodeFollowsServingStatus) {

@@ -71,6 +71,33 @@ int RunStatus(CommandEnv* env) {
                          recovery.keys_loaded(), " keys, ",
                          recovery.locks_loaded(), " locks, ",
                          recovery.waiters_loaded(), " waiters"));
+  if (response.has_replica()) {
+    // Only standbys fill `replica`: their warm copy and leader probes.
+    const v1::ReplicaStatus& replica = response.replica();
+    lines.Add("replica_revision",
+              absl::StrCat("applied ", replica.applied_revision(), ", store ",
+                           replica.store_revision(), ", lag ",
+                           replica.lag_revisions()));
+    lines.Add("replica_healthy",
+              replica.healthy()
+                  ? std::string("yes")
+                  : absl::StrCat("no",
+                                 replica.detail().empty()
+                                     ? ""
+                                     : absl::StrCat(" (", replica.detail(),
+                                                    ")")));
+    lines.Add("leader_probes",
+              absl::StrCat(replica.probes(), " (failed ",
+                           replica.failed_probes(), ", misconfigured ",
+                           replica.misconfigured_probes(), ")",
+                           replica.probe_misconfigured()
+                               ? ", fast failover off"
+                               : ""));
+    if (!replica.last_probe_misconfiguration().empty()) {
+      lines.Add("last_probe_misconfiguration",
+                replica.last_probe_misconfiguration());
+    }
+  }
   env->out() << lines.Render();
   return kExitOk;
 }

@@ -98,6 +98,9 @@ class FakeLockwardenServer::State {
     return true;
   }
 
+  // Empty for a leader; the leader's address for a standby.
+  const std::string& standby_leader() const { return standby_leader_; }
+
   template <typename Fn>
   void Record(Fn fn) {
     absl::MutexLock lock(&mutex_);
@@ -315,9 +318,26 @@ class FakeAdminService final : public v1::AdminService::Service {
     // Answered by standbys too, as the API says.
     state_->Record([](RecordedRequests& r) { ++r.server_status_calls; });
     (void)context;
-    response->set_role(v1::SERVER_ROLE_LEADER);
     response->set_server_id("fake");
-    response->set_leader_address(address_);
+    if (state_->standby_leader().empty()) {
+      response->set_role(v1::SERVER_ROLE_LEADER);
+      response->set_leader_address(address_);
+    } else {
+      // A standby fills `replica` with its own view of replication; fixed
+      // values so the CLI tests can assert how they are printed.
+      response->set_role(v1::SERVER_ROLE_STANDBY);
+      response->set_leader_address(state_->standby_leader());
+      v1::ReplicaStatus* replica = response->mutable_replica();
+      replica->set_applied_revision(1200);
+      replica->set_store_revision(1203);
+      replica->set_lag_revisions(3);
+      replica->set_healthy(true);
+      replica->set_probes(40);
+      replica->set_failed_probes(2);
+      replica->set_misconfigured_probes(5);
+      replica->set_probe_misconfigured(true);
+      replica->set_last_probe_misconfiguration("UNAUTHENTICATED: bad token");
+    }
     response->set_store_backend(v1::STORE_BACKEND_ROCKSDB);
     response->set_store_health(v1::STORE_HEALTH_OK);
     response->set_version("fake-1");
