@@ -142,8 +142,8 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--tls-key", f.tls.key_file, "PEM private key of --tls-cert");
   app.add_option("--tls-ca", f.tls.ca_file,
                  "PEM CA bundle: verify client certificates (mTLS)");
-  app.add_option("--tls-require-client-cert", f.tls.require_client_cert,
-                 "refuse clients without a certificate signed by --tls-ca");
+  app.add_flag("--tls-require-client-cert", f.tls.require_client_cert,
+               "refuse clients without a certificate signed by --tls-ca");
   app.add_option("--metrics-listen", f.options.metrics_listen,
                  "Prometheus /metrics HTTP address HOST:PORT (empty = off)");
   app.add_option("--admin-token-file", f.admin_token_file,
