@@ -1,4 +1,5 @@
-// LeaderFailureDetector on a real 1-member etcd: a leader whose health
+// LeaderFailureDetector on a real 1-member etcd (one per binary,
+// //server/store:etcd_test_env): a leader whose health
 // endpoint dies (its key left behind, as after kill -9) is deposed by a
 // standby's detector well within the lease TTL; a healthy leader is never
 // deposed; a leader that never answered is spared for the startup
@@ -26,6 +27,7 @@
 #include "common/status_matchers.h"
 #include "gtest/gtest.h"
 #include "server/store/etcd_client.h"
+#include "server/store/etcd_test_env.h"
 #include "tests/common/test_pki.h"
 #include "tests/etcd/etcd_cluster.h"
 
@@ -36,6 +38,12 @@ using ::lockwarden::testing::EtcdCluster;
 using ::lockwarden::testing::IsOk;
 
 constexpr absl::Duration kLeaseTtl = absl::Seconds(5);
+
+// One etcd for the whole binary (the TLS suite included); tests keep apart
+// by election prefix.
+const ::testing::Environment* const kEtcd =
+    ::testing::AddGlobalTestEnvironment(
+        new store::testing::EtcdTestEnvironment);
 
 // A grpc.health.v1 endpoint on a loopback port: what a leader serves.
 class HealthEndpoint {
@@ -96,16 +104,8 @@ struct Node {
 
 class FailureDetectorTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start({.members = 1});
-    ASSERT_THAT(cluster, IsOk());
-    cluster_ = cluster->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
   void SetUp() override {
+    cluster_ = store::testing::EtcdTestEnvironment::cluster();
     ASSERT_NE(cluster_, nullptr);
     static int test_number = 0;
     prefix_ = absl::StrCat("/lwtest/detector/", ++test_number, "/");
@@ -150,12 +150,10 @@ class FailureDetectorTest : public ::testing::Test {
     return done();
   }
 
-  static EtcdCluster* cluster_;
+  EtcdCluster* cluster_ = nullptr;  // owned by EtcdTestEnvironment
   std::string prefix_;
   std::vector<std::unique_ptr<Node>> nodes_;
 };
-
-EtcdCluster* FailureDetectorTest::cluster_ = nullptr;
 
 TEST(FailureDetectorOptionsTest, BadOptionsAreRefused) {
   FailureDetectorOptions o;
