@@ -11,12 +11,14 @@
 #include "common/clock.h"
 #include "gtest/gtest.h"
 #include "server/service/lock_server.h"
+#include "server/store/borrowed_store.h"
 #include "server/store/memory_store.h"
 
 namespace lockwarden::gateway {
 namespace {
 
 using Result = std::pair<grpc::Status, v1::SessionResult>;
+using store::BorrowedStore;
 
 // A port nothing listens on: bind, read the port, close.
 int DeadPort() {
@@ -27,26 +29,6 @@ int DeadPort() {
   s->Shutdown();
   return port;
 }
-
-// Forwards to a store the test owns, so a server can restart on it.
-class BorrowedStore final : public store::StateStore {
- public:
-  explicit BorrowedStore(store::StateStore* base) : base_(base) {}
-  absl::Status Commit(const Delta& batch) override { return base_->Commit(batch); }
-  absl::Status Scan(absl::string_view prefix, const ScanFn& fn) const override {
-    return base_->Scan(prefix, fn);
-  }
-  absl::StatusOr<std::optional<std::string>> Get(absl::string_view key) const override {
-    return base_->Get(key);
-  }
-  uint64_t FencingToken() const override { return base_->FencingToken(); }
-  std::string BackendName() const override { return base_->BackendName(); }
-  absl::Status Health() const override { return base_->Health(); }
-  store::StoreLimits Limits() const override { return base_->Limits(); }
-
- private:
-  store::StateStore* const base_;
-};
 
 std::unique_ptr<service::LockServer> StartServer(store::StateStore* store,
                                                  const Clock* clock, int port = 0) {

@@ -18,29 +18,12 @@
 #include "lockwarden/v1/lock_service.grpc.pb.h"
 #include "lockwarden/v1/monitor_service.grpc.pb.h"
 #include "server/service/lock_server.h"
+#include "server/store/borrowed_store.h"
 #include "server/store/state_store.h"
 
 namespace lockwarden::service::testing {
 
-// Forwards to a store the test owns, so a LockServer can be restarted on it.
-class BorrowedStore final : public store::StateStore {
- public:
-  explicit BorrowedStore(store::StateStore* base) : base_(base) {}
-  absl::Status Commit(const Delta& batch) override { return base_->Commit(batch); }
-  absl::Status Scan(absl::string_view prefix, const ScanFn& fn) const override {
-    return base_->Scan(prefix, fn);
-  }
-  absl::StatusOr<std::optional<std::string>> Get(absl::string_view key) const override {
-    return base_->Get(key);
-  }
-  uint64_t FencingToken() const override { return base_->FencingToken(); }
-  std::string BackendName() const override { return base_->BackendName(); }
-  absl::Status Health() const override { return base_->Health(); }
-  store::StoreLimits Limits() const override { return base_->Limits(); }
-
- private:
-  store::StateStore* const base_;
-};
+using store::BorrowedStore;
 
 class ServiceTest : public ::testing::Test {
  protected:

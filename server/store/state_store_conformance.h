@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
+#include "server/store/borrowed_store.h"
 #include "server/store/state_store.h"
 
 namespace lockwarden::store::testing {
@@ -67,28 +68,6 @@ inline std::string ConformanceBackendName(
     const ::testing::TestParamInfo<ConformanceBackend>& info) {
   return info.param.name;
 }
-
-// Forwards to a StateStore it does not own, so a test can put a wrapper (a
-// fault injector) in front of the store under test.
-class BorrowedStore : public StateStore {
- public:
-  explicit BorrowedStore(StateStore* s) : s_(s) {}
-  absl::Status Commit(const Delta& b) override { return s_->Commit(b); }
-  absl::Status Scan(absl::string_view p, const ScanFn& fn) const override {
-    return s_->Scan(p, fn);
-  }
-  absl::StatusOr<std::optional<std::string>> Get(
-      absl::string_view k) const override {
-    return s_->Get(k);
-  }
-  uint64_t FencingToken() const override { return s_->FencingToken(); }
-  std::string BackendName() const override { return s_->BackendName(); }
-  absl::Status Health() const override { return s_->Health(); }
-  StoreLimits Limits() const override { return s_->Limits(); }
-
- private:
-  StateStore* const s_;
-};
 
 class StateStoreConformanceTest
     : public ::testing::TestWithParam<ConformanceBackend> {
