@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/metric_family.h"
 #include "gateway/nlm/grant_delivery.h"
 #include "gateway/nlm/nlm_service.h"
 #include "gateway/nsm/nsm_service.h"
@@ -27,20 +28,11 @@ class Families {
            double value, std::vector<ClientMetric::Label> labels = {}) {
     MetricFamily* f = Find(name);
     if (f == nullptr) {
-      out_.emplace_back();
+      out_.push_back(
+          MakeMetricFamily(absl::StrCat("lockwarden_gateway_", name), help, type));
       f = &out_.back();
-      f->name = absl::StrCat("lockwarden_gateway_", name);
-      f->help = help;
-      f->type = type;
     }
-    ClientMetric m;
-    m.label = std::move(labels);
-    if (type == MetricType::Counter) {
-      m.counter.value = value;
-    } else {
-      m.gauge.value = value;
-    }
-    f->metric.push_back(std::move(m));
+    AddMetricSample(f, value, std::move(labels));
   }
   void Counter(const std::string& name, const char* help, double value,
                std::vector<ClientMetric::Label> labels = {}) {

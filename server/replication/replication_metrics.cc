@@ -9,29 +9,19 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/metric_family.h"
 
 namespace lockwarden::replication {
 namespace {
 
 prometheus::MetricFamily Family(const char* name, const char* help,
                                 prometheus::MetricType type) {
-  prometheus::MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  return f;
+  return MakeMetricFamily(name, help, type);
 }
 
 void Add(prometheus::MetricFamily* f, double v,
          std::vector<prometheus::ClientMetric::Label> labels = {}) {
-  prometheus::ClientMetric m;
-  m.label = std::move(labels);
-  if (f->type == prometheus::MetricType::Counter) {
-    m.counter.value = v;
-  } else {
-    m.gauge.value = v;
-  }
-  f->metric.push_back(std::move(m));
+  AddMetricSample(f, v, std::move(labels));
 }
 
 class Collector final : public prometheus::Collectable {

@@ -16,29 +16,19 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/metric_family.h"
 
 namespace lockwarden::service {
 namespace {
 
 prometheus::MetricFamily Family(const std::string& name, const std::string& help,
                                 prometheus::MetricType type) {
-  prometheus::MetricFamily f;
-  f.name = absl::StrCat("lockwarden_", name);
-  f.help = help;
-  f.type = type;
-  return f;
+  return MakeMetricFamily(absl::StrCat("lockwarden_", name), help, type);
 }
 
 void AddValue(prometheus::MetricFamily* f, double v,
               std::vector<prometheus::ClientMetric::Label> labels = {}) {
-  prometheus::ClientMetric m;
-  m.label = std::move(labels);
-  if (f->type == prometheus::MetricType::Counter) {
-    m.counter.value = v;
-  } else {
-    m.gauge.value = v;
-  }
-  f->metric.push_back(std::move(m));
+  AddMetricSample(f, v, std::move(labels));
 }
 
 // Reads the core's counters, the pipeline's statistics, activity and
