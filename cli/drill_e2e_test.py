@@ -23,97 +23,10 @@ import time
 import unittest
 import urllib.request
 
-from tests.harness import peers
-from tests.harness.procs import free_loopback_port as free_port
+from tests.harness import local_ha
 
 DRILL_TIMEOUT_S = 120
 LEADER_TIMEOUT_S = 30.0
-
-
-class Cluster:
-    """3 etcd members and 3 lockwarden-servers on loopback."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.etcd_procs = []
-        self.procs = {}
-        self.etcd_client_ports = [free_port() for _ in range(3)]
-        self.etcd_peer_ports = [free_port() for _ in range(3)]
-        self.ports = {i: free_port() for i in (1, 2, 3)}
-        self.metrics_ports = {i: free_port() for i in (1, 2, 3)}
-        self.server_bin = peers.runfile('server/lockwarden-server')
-        self.ctl_bin = peers.runfile('cli/lockwardenctl')
-
-    def endpoints(self):
-        return ','.join('http://127.0.0.1:%d' % p for p in self.etcd_client_ports)
-
-    def start_etcd(self):
-        cluster = ','.join('e%d=http://127.0.0.1:%d' % (i, p)
-                           for i, p in enumerate(self.etcd_peer_ports))
-        for i in range(3):
-            log = open(os.path.join(self.workdir, 'etcd%d.log' % i), 'w')
-            self.etcd_procs.append(subprocess.Popen(
-                ['etcd', '--name', 'e%d' % i,
-                 '--data-dir', os.path.join(self.workdir, 'etcd%d' % i),
-                 '--listen-client-urls',
-                 'http://127.0.0.1:%d' % self.etcd_client_ports[i],
-                 '--advertise-client-urls',
-                 'http://127.0.0.1:%d' % self.etcd_client_ports[i],
-                 '--listen-peer-urls',
-                 'http://127.0.0.1:%d' % self.etcd_peer_ports[i],
-                 '--initial-advertise-peer-urls',
-                 'http://127.0.0.1:%d' % self.etcd_peer_ports[i],
-                 '--initial-cluster', cluster,
-                 '--initial-cluster-token', 'drill',
-                 '--initial-cluster-state', 'new'],
-                stdout=log, stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            r = subprocess.run(['etcdctl', '--endpoints',
-                                self.endpoints().replace('http://', ''),
-                                'endpoint', 'health'],
-                               capture_output=True, timeout=15,
-                               env=dict(os.environ, ETCDCTL_API='3'))
-            if r.returncode == 0:
-                return
-            time.sleep(0.3)
-        raise RuntimeError('etcd cluster did not become healthy')
-
-    def start_server(self, i):
-        log = open(os.path.join(self.workdir, 's%d.log' % i), 'a')
-        self.procs[i] = subprocess.Popen(
-            [self.server_bin, '--store=etcd',
-             '--etcd-endpoints=' + self.endpoints(),
-             '--listen=127.0.0.1:%d' % self.ports[i], '--server-id=s%d' % i,
-             '--metrics-listen=127.0.0.1:%d' % self.metrics_ports[i],
-             '--grace-period-ms=60000'],
-            stdout=log, stderr=subprocess.STDOUT)
-        # The drill's kill command reads the leader's pid from here.
-        with open(os.path.join(self.workdir, 's%d.pid' % i), 'w') as f:
-            f.write(str(self.procs[i].pid))
-
-    def servers(self):
-        return ','.join('127.0.0.1:%d' % p for p in self.ports.values())
-
-    def ctl(self, *args, check=True, timeout=30, server=None):
-        r = subprocess.run([self.ctl_bin, '--server=' + (server or self.servers()),
-                            '--timeout=3s'] + list(args),
-                           capture_output=True, text=True, timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError('lockwardenctl %s: exit %d\n%s\n%s' % (
-                args, r.returncode, r.stdout, r.stderr))
-        return r
-
-    def restart_dead(self):
-        for i, p in self.procs.items():
-            if p.poll() is not None:
-                self.start_server(i)
-
-    def stop(self):
-        for p in list(self.procs.values()) + self.etcd_procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
 
 
 class DrillTest(unittest.TestCase):
@@ -124,11 +37,10 @@ class DrillTest(unittest.TestCase):
         self.workdir = tempfile.mkdtemp(
             dir=os.environ.get('TEST_UNDECLARED_OUTPUTS_DIR') or
             os.environ.get('TEST_TMPDIR'))
-        self.cluster = Cluster(self.workdir)
+        self.cluster = local_ha.LocalHaCluster(self.workdir, members=3,
+                                               metrics=True, pid_files=True)
         self.addCleanup(self.cluster.stop)
-        self.cluster.start_etcd()
-        for i in (1, 2, 3):
-            self.cluster.start_server(i)
+        self.cluster.start()
         self.wait_for_leader()
         self.seed()
 

@@ -19,8 +19,7 @@ import tempfile
 import time
 import unittest
 
-from tests.harness import peers
-from tests.harness.procs import free_loopback_port as free_port
+from tests.harness import local_ha
 
 ROUNDS = 10
 TAKEOVER_TIMEOUT_S = 15.0
@@ -31,59 +30,11 @@ TAKEOVER_TIMEOUT_S = 15.0
 MIN_LEADER_AGE_S = 1.0
 
 
-class Cluster:
+class Cluster(local_ha.LocalHaCluster):
+    """A 1-member etcd and three servers (tests/harness/local_ha.py)."""
+
     def __init__(self, workdir):
-        self.workdir = workdir
-        self.procs = {}
-        self.etcd_port = free_port()
-        self.ports = {i: free_port() for i in (1, 2, 3)}
-        self.server_bin = peers.runfile('server/lockwarden-server')
-        self.ctl_bin = peers.runfile('cli/lockwardenctl')
-
-    def start_etcd(self):
-        peer = free_port()
-        self.etcd = subprocess.Popen(
-            ['etcd', '--data-dir', os.path.join(self.workdir, 'etcd'),
-             '--listen-client-urls', 'http://127.0.0.1:%d' % self.etcd_port,
-             '--advertise-client-urls', 'http://127.0.0.1:%d' % self.etcd_port,
-             '--listen-peer-urls', 'http://127.0.0.1:%d' % peer,
-             '--initial-advertise-peer-urls', 'http://127.0.0.1:%d' % peer,
-             '--initial-cluster', 'default=http://127.0.0.1:%d' % peer],
-            stdout=open(os.path.join(self.workdir, 'etcd.log'), 'w'),
-            stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            r = subprocess.run(['etcdctl', '--endpoints',
-                                '127.0.0.1:%d' % self.etcd_port,
-                                'endpoint', 'health'],
-                               capture_output=True, timeout=10,
-                               env=dict(os.environ, ETCDCTL_API='3'))
-            if r.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError('etcd did not become healthy')
-
-    def start_server(self, i):
-        log = open(os.path.join(self.workdir, 's%d.log' % i), 'a')
-        self.procs[i] = subprocess.Popen(
-            [self.server_bin, '--store=etcd',
-             '--etcd-endpoints=http://127.0.0.1:%d' % self.etcd_port,
-             '--listen=127.0.0.1:%d' % self.ports[i], '--server-id=s%d' % i,
-             '--grace-period-ms=60000'],
-            stdout=log, stderr=subprocess.STDOUT)
-
-    def servers_flag(self):
-        return '--server=' + ','.join('127.0.0.1:%d' % p
-                                      for p in self.ports.values())
-
-    def ctl(self, *args, check=True):
-        r = subprocess.run([self.ctl_bin, self.servers_flag(), '--timeout=3s']
-                           + list(args), capture_output=True, text=True,
-                           timeout=30)
-        if check and r.returncode != 0:
-            raise AssertionError('lockwardenctl %s: %d %s %s' % (
-                args, r.returncode, r.stdout, r.stderr))
-        return r
+        super().__init__(workdir, members=1)
 
     def status(self):
         return json.loads(self.ctl('status', '--output', 'json').stdout)
@@ -101,22 +52,6 @@ class Cluster:
                 return i, st
         raise AssertionError('unknown leader %r' % addr)
 
-    def ctl_at(self, i, *args):
-        """lockwardenctl against server i alone."""
-        r = subprocess.run([self.ctl_bin, '--server=127.0.0.1:%d' % self.ports[i],
-                            '--timeout=3s'] + list(args),
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise AssertionError('lockwardenctl %s at s%d: %d %s %s' % (
-                args, i, r.returncode, r.stdout, r.stderr))
-        return r
-
-    def stop(self):
-        for p in list(self.procs.values()) + [getattr(self, 'etcd', None)]:
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait(10)
-
 
 class FailoverDrillTest(unittest.TestCase):
 
@@ -126,9 +61,7 @@ class FailoverDrillTest(unittest.TestCase):
         self.workdir = tempfile.mkdtemp(dir=os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or os.environ.get("TEST_TMPDIR"))
         self.cluster = Cluster(self.workdir)
         self.addCleanup(self.cluster.stop)
-        self.cluster.start_etcd()
-        for i in (1, 2, 3):
-            self.cluster.start_server(i)
+        self.cluster.start()
 
     def wait_for_leader(self, not_index=None):
         deadline = time.monotonic() + TAKEOVER_TIMEOUT_S
