@@ -13,6 +13,7 @@
 #include "gateway/rpc/rpc_message.h"
 #include "gateway/xdr/nlm_prot.h"
 #include "gateway/xdr/xdr_codec.h"
+#include "server/store/borrowed_store.h"
 
 namespace lockwarden::gateway::nsm::testing {
 namespace {
@@ -181,27 +182,8 @@ void NsmServiceTest::StartLockServer() {
   // the default 5 s.
   o.shutdown_timeout_ms = 200;
   // The MemoryStore is the fixture's; the server gets a forwarding view.
-  class Borrowed final : public store::StateStore {
-   public:
-    explicit Borrowed(store::StateStore* base) : base_(base) {}
-    absl::Status Commit(const Delta& b) override { return base_->Commit(b); }
-    absl::Status Scan(absl::string_view p, const ScanFn& fn) const override {
-      return base_->Scan(p, fn);
-    }
-    absl::StatusOr<std::optional<std::string>> Get(
-        absl::string_view key) const override {
-      return base_->Get(key);
-    }
-    uint64_t FencingToken() const override { return base_->FencingToken(); }
-    std::string BackendName() const override { return base_->BackendName(); }
-    absl::Status Health() const override { return base_->Health(); }
-    store::StoreLimits Limits() const override { return base_->Limits(); }
-
-   private:
-    store::StateStore* const base_;
-  };
   auto server = service::LockServer::Start(
-      o, std::make_unique<Borrowed>(&store_), &clock_);
+      o, std::make_unique<store::BorrowedStore>(&store_), &clock_);
   ASSERT_TRUE(server.ok()) << server.status();
   lock_server_ = *std::move(server);
   auto channel =
