@@ -247,6 +247,9 @@ class LockCore {
   // it changes).
   Reply DoDrainGateway(const DrainGatewayCmd& c);
   std::optional<GatewayId> GatewayFor(const std::string& name);
+  // The named identity, or nullptr with `r` set to NOT_FOUND (admin
+  // commands on an identity never create it).
+  GatewayState* KnownGateway(const std::string& name, Reply& r);
   bool InGrace(const GatewayState& g) const;
   // Grace bookkeeping for a request through `gid`; true = refuse (kGrace).
   bool GraceRefuses(GatewayId gid, const std::string& client, bool reclaim);

@@ -364,17 +364,24 @@ Reply LockCore::DoBump(const std::string& gateway) {
   return r;
 }
 
-Reply LockCore::DoEndGrace(const EndGraceCmd& c) {
-  if (auto r = CheckName("gateway", c.gateway)) return *r;
-  Reply r;
-  auto it = gateway_ids_.find(c.gateway);
+LockCore::GatewayState* LockCore::KnownGateway(const std::string& name, Reply& r) {
+  auto it = gateway_ids_.find(name);
   if (it == gateway_ids_.end()) {
     r.status = LockStatus::kNotFound;
     r.message = "unknown gateway identity";
-    return r;
+    return nullptr;
   }
   GatewayState& g = gateways_[it->second];
   r.nsm_state = g.nsm_state;
+  return &g;
+}
+
+Reply LockCore::DoEndGrace(const EndGraceCmd& c) {
+  if (auto r = CheckName("gateway", c.gateway)) return *r;
+  Reply r;
+  GatewayState* known = KnownGateway(c.gateway, r);
+  if (known == nullptr) return r;
+  GatewayState& g = *known;
   if (!InGrace(g)) {
     r.status = LockStatus::kGrace;
     r.message = "not in a grace period";
@@ -391,14 +398,9 @@ Reply LockCore::DoEndGrace(const EndGraceCmd& c) {
 Reply LockCore::DoDrainGateway(const DrainGatewayCmd& c) {
   if (auto r = CheckName("gateway", c.gateway)) return *r;
   Reply r;
-  auto it = gateway_ids_.find(c.gateway);
-  if (it == gateway_ids_.end()) {
-    r.status = LockStatus::kNotFound;
-    r.message = "unknown gateway identity";
-    return r;
-  }
-  GatewayState& g = gateways_[it->second];
-  r.nsm_state = g.nsm_state;
+  GatewayState* known = KnownGateway(c.gateway, r);
+  if (known == nullptr) return r;
+  GatewayState& g = *known;
   if (g.draining != c.drain) {
     g.draining = c.drain;
     PutGateway(g);
