@@ -41,6 +41,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/server_process.h"
 #include "tests/common/stubs.h"
+#include "tests/common/test_seed.h"
 #include "tests/crash/history.h"
 #include "tests/crash/recovery_checks.h"
 #include "tests/crash/traffic.h"
@@ -50,25 +51,13 @@ namespace lockwarden::crash {
 namespace {
 
 using ::lockwarden::testing::HaCluster;
+using ::lockwarden::testing::TestSeed;
 using ::lockwarden::testing::HaClusterOptions;
 
 constexpr int64_t kGrantTimeoutMs = 3'600'000;  // Never expires in a drill.
 constexpr int kKillRounds = 10;
 constexpr int kLeaseTtlMs = 2000;  // Short, so SIGSTOP-past-lease is quick.
 constexpr absl::Duration kRpcTimeout = absl::Seconds(2);
-
-uint64_t Seed() {
-  for (const std::string& arg : ::testing::internal::GetArgvs()) {
-    absl::string_view v(arg);
-    uint64_t seed = 0;
-    if (absl::ConsumePrefix(&v, "--seed=") && absl::SimpleAtoi(v, &seed)) return seed;
-  }
-  uint64_t seed = 0;
-  if (const char* env = getenv("LW_SEED"); env != nullptr && absl::SimpleAtoi(env, &seed)) {
-    return seed;
-  }
-  return std::random_device{}();
-}
 
 std::string SaveHistory(const History& history, const std::string& name) {
   const char* dir = getenv("TEST_UNDECLARED_OUTPUTS_DIR");
@@ -81,7 +70,7 @@ std::string SaveHistory(const History& history, const std::string& name) {
 class DrillTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    seed_ = Seed();
+    seed_ = TestSeed();
     std::printf("seed %llu (replay with --seed=%llu)\n",
                 static_cast<unsigned long long>(seed_),
                 static_cast<unsigned long long>(seed_));

@@ -40,6 +40,7 @@
 #include "gateway/nlm/nlm_test_client.h"
 #include "gtest/gtest.h"
 #include "tests/common/stubs.h"
+#include "tests/common/test_seed.h"
 #include "tests/crash/history.h"
 #include "tests/crash/recovery_checks.h"
 #include "tests/failover/ha_cluster.h"
@@ -53,6 +54,7 @@ using ::lockwarden::gateway::nlm::LockArgs4;
 using ::lockwarden::gateway::nlm::Lock4Of;
 using ::lockwarden::gateway::nlm::Spec;
 using ::lockwarden::testing::HaCluster;
+using ::lockwarden::testing::TestSeed;
 using ::lockwarden::testing::HaClusterOptions;
 
 constexpr int kRounds = 5;
@@ -66,19 +68,6 @@ constexpr absl::Duration kAfterTakeover = absl::Milliseconds(600);
 // gateway's --failover-wait-ms, so most calls across a kill complete.
 constexpr timeval kCallTimeout{5, 0};
 constexpr int kCallsPerLaneMax = 100000;  // Bounds a lane's loop.
-
-uint64_t Seed() {
-  for (const std::string& arg : ::testing::internal::GetArgvs()) {
-    absl::string_view v(arg);
-    uint64_t seed = 0;
-    if (absl::ConsumePrefix(&v, "--seed=") && absl::SimpleAtoi(v, &seed)) return seed;
-  }
-  uint64_t seed = 0;
-  if (const char* env = getenv("LW_SEED"); env != nullptr && absl::SimpleAtoi(env, &seed)) {
-    return seed;
-  }
-  return std::random_device{}();
-}
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -296,7 +285,7 @@ TEST(NlmDrillCheckTest, ConcurrentConflictingGrantsAreFound) {
 }
 
 TEST(NlmDrillTest, KillNineLeaderUnderNlmTrafficThroughAGateway) {
-  const uint64_t seed = Seed();
+  const uint64_t seed = TestSeed();
   std::printf("seed %llu (replay with --seed=%llu)\n", static_cast<unsigned long long>(seed),
               static_cast<unsigned long long>(seed));
   std::mt19937_64 rng(seed);
