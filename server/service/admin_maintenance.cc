@@ -26,6 +26,8 @@ namespace lockwarden::service {
 
 using admin_internal::Audit;
 using admin_internal::Finish;
+using admin_internal::CheckGatewayId;
+using admin_internal::UnknownGatewayError;
 
 void AdminServiceImpl::LoadDrainFlags() {
   (void)runner_->ReadNow([this](const core::LockCore& core, int64_t) {
@@ -43,8 +45,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DrainGateway(
   if (absl::Status s = Admit(ctx, "DrainGateway", request->reason(), target); !s.ok()) {
     return Finish(ctx, s);
   }
-  if (request->gateway_id().empty() || request->gateway_id().size() > kNameBytesMax) {
-    return Finish(ctx, absl::InvalidArgumentError("gateway_id: 1..1024 bytes required"));
+  if (absl::Status s = CheckGatewayId(request->gateway_id()); !s.ok()) {
+    return Finish(ctx, s);
   }
   core::DrainGatewayCmd cmd;
   cmd.request_id = request->request_id();
@@ -57,8 +59,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DrainGateway(
   runner_->Submit(cmd, [=](absl::StatusOr<core::Reply> r) {
     absl::Status status = r.status();
     if (r.ok() && r->status == core::LockStatus::kNotFound) {
-      status = absl::NotFoundError(
-          absl::StrCat("gateway_id: unknown gateway identity '", gateway, "'"));
+      status = UnknownGatewayError(gateway);
     } else if (r.ok() && r->status != core::LockStatus::kGranted) {
       status = absl::InvalidArgumentError(r->message);
     }
@@ -89,8 +90,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EndGrace(grpc::CallbackServerContext
   if (absl::Status s = Admit(ctx, "EndGrace", request->reason(), target); !s.ok()) {
     return Finish(ctx, s);
   }
-  if (request->gateway_id().empty() || request->gateway_id().size() > kNameBytesMax) {
-    return Finish(ctx, absl::InvalidArgumentError("gateway_id: 1..1024 bytes required"));
+  if (absl::Status s = CheckGatewayId(request->gateway_id()); !s.ok()) {
+    return Finish(ctx, s);
   }
   core::EndGraceCmd cmd;
   cmd.request_id = request->request_id();
@@ -108,8 +109,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EndGrace(grpc::CallbackServerContext
           response->set_released_shares(0);
           break;
         case core::LockStatus::kNotFound:
-          status = absl::NotFoundError(
-              absl::StrCat("gateway_id: unknown gateway identity '", gateway, "'"));
+          status = UnknownGatewayError(gateway);
           break;
         case core::LockStatus::kGrace:
           status = absl::FailedPreconditionError(

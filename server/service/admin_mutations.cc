@@ -26,6 +26,7 @@ namespace {
 
 using admin_internal::Audit;
 using admin_internal::Finish;
+using admin_internal::UnknownGatewayError;
 
 // Last byte of a range, inclusive (length 0 and overflow mean end of file).
 uint64_t LastByte(const core::Range& r) {
@@ -425,8 +426,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ResetGateway(
   if (absl::Status s = Admit(ctx, "ResetGateway", request->reason(), target); !s.ok()) {
     return Finish(ctx, s);
   }
-  absl::Status verdict = absl::NotFoundError(
-      absl::StrCat("gateway_id: unknown gateway identity '", request->gateway_id(), "'"));
+  absl::Status verdict = UnknownGatewayError(request->gateway_id());
   absl::Status s = runner_->ReadNow([&](const core::LockCore& core, int64_t) {
     if (request->has_grace_period_ms() &&
         static_cast<int64_t>(request->grace_period_ms()) != core.options().grace_period_ms) {

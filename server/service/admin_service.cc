@@ -19,6 +19,19 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+absl::Status CheckGatewayId(const std::string& gateway_id) {
+  if (gateway_id.empty() || gateway_id.size() > kNameBytesMax) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gateway_id: 1..", kNameBytesMax, " bytes required"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UnknownGatewayError(const std::string& gateway_id) {
+  return absl::NotFoundError(
+      absl::StrCat("gateway_id: unknown gateway identity '", gateway_id, "'"));
+}
+
 absl::Status ParsePage(int32_t page_size, const std::string& token,
                        size_t* limit, uint64_t* after) {
   if (page_size < 0) return absl::InvalidArgumentError("page_size: must be >= 0");

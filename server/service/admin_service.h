@@ -195,6 +195,10 @@ void Audit(absl::string_view call, const std::string& caller, const std::string&
 
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
                                  const absl::Status& status);
+// A request's gateway_id: 1..kNameBytesMax bytes (INVALID_ARGUMENT otherwise).
+absl::Status CheckGatewayId(const std::string& gateway_id);
+// NOT_FOUND naming an identity the core does not know.
+absl::Status UnknownGatewayError(const std::string& gateway_id);
 // Page tokens are the decimal stable id (or offset) of the last item returned.
 absl::Status ParsePage(int32_t page_size, const std::string& token,
                        size_t* limit, uint64_t* after);

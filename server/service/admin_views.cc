@@ -26,6 +26,7 @@ namespace lockwarden::service {
 namespace {
 
 using admin_internal::Finish;
+using admin_internal::UnknownGatewayError;
 using admin_internal::ParsePage;
 
 // Rows per ReadNow while counting holdings: the core's mutex is released
@@ -464,9 +465,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetGraceStatus(
   });
   if (!s.ok()) return Finish(ctx, s);
   if (!found && !request->gateway_id().empty()) {
-    return Finish(ctx, absl::NotFoundError(
-                           absl::StrCat("gateway_id: unknown gateway identity '",
-                                        request->gateway_id(), "'")));
+    return Finish(ctx, UnknownGatewayError(request->gateway_id()));
   }
   return Finish(ctx, absl::OkStatus());
 }
