@@ -120,7 +120,9 @@ class GatewayConformanceTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         try:
-            report = capture.check_capture_clean(cls.cap.stop())
+            report = capture.check_capture_clean(
+                cls.cap.stop(),
+                rpc_ports=[NLM_PORT, NSM_PORT, CALLBACK_PORT, STATD_PORT])
             cls.capture_report = report
         finally:
             crashed = cls.topo.crashed()

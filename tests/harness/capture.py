@@ -131,15 +131,44 @@ def _tshark(args):
     return res.stdout
 
 
-def check_capture_clean(path, decode_as=()):
+def rpc_peer_port_rules(path, rpc_ports):
+    """tshark -d rules decoding as RPC the *other* end of every TCP/UDP
+    conversation with one of `rpc_ports`.
+
+    A client's reserved source port (bindresvport: 512-1023) may be the
+    registered port of another protocol, which tshark tries before the
+    higher RPC port: port 862 is TWAMP-Control, and a GRANTED reply to it
+    decodes as a malformed TWAMP "Accept Session". Decoding that port as
+    RPC for this capture keeps the check about our traffic.
+    """
+    rows = _tshark(['-r', path, '-T', 'fields', '-e', 'tcp.srcport',
+                    '-e', 'tcp.dstport', '-e', 'udp.srcport',
+                    '-e', 'udp.dstport'])
+    wanted = {int(p) for p in rpc_ports}
+    rules = set()
+    for line in rows.splitlines():
+        f = line.split('\t')
+        for proto, a, b in (('tcp', 0, 1), ('udp', 2, 3)):
+            if len(f) <= b or not f[a] or not f[b]:
+                continue
+            src, dst = int(f[a]), int(f[b])
+            for mine, peer in ((src, dst), (dst, src)):
+                if mine in wanted and peer not in wanted:
+                    rules.add('%s.port==%d,rpc' % (proto, peer))
+    return sorted(rules)
+
+
+def check_capture_clean(path, decode_as=(), rpc_ports=()):
     """Decodes `path` with tshark; returns a CaptureReport.
 
     `decode_as` adds tshark -d rules (e.g. 'udp.port==4045,rpc') for RPC on
     ports tshark would not recognise; NLM, NSM and portmap on registered
     ports decode without them (tshark follows portmap replies).
+    `rpc_ports`: ports that carry only ONC RPC; their peers' ports are
+    decoded as RPC too (rpc_peer_port_rules).
     """
     common = ['-r', path]
-    for rule in decode_as:
+    for rule in list(decode_as) + rpc_peer_port_rules(path, rpc_ports):
         common += ['-d', rule]
     bad = _tshark(common + [
         '-Y', '_ws.malformed || _ws.expert.severity >= %d' %
