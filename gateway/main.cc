@@ -38,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/daemon_main.h"
 #include "common/logging.h"
 #include "gateway/client/server_client.h"
 #include "gateway/health/gateway_health.h"
@@ -180,18 +181,11 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "serve grpc.health.v1 at HOST:PORT for readiness: SERVING "
                  "while the leader answers and --name is not drained "
                  "(empty = off)");
-  app.add_option("--log-level", f.log_level, "debug|info|warn|error")
-      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
-      ->capture_default_str();
-  app.add_option("--log-format", f.log_format, "text|json")
-      ->check(CLI::IsMember({"text", "json"}))
-      ->capture_default_str();
+  AddLogFlags(app, &f.log_level, &f.log_format);
 }
 
 int Fail(const absl::Status& status) {
-  LogEvent(LogLevel::kError, "startup_failed", {{"error", status}});
-  std::fprintf(stderr, "lockwarden-gateway: %s\n", status.ToString().c_str());
-  return 1;
+  return FailStartup("lockwarden-gateway", status);
 }
 
 std::string DefaultInstanceName() {
@@ -253,18 +247,8 @@ bool DrainCalls(absl::Time deadline, std::vector<RpcServer*> servers,
 }
 
 int Run(Flags& f) {
-  LogOptions log;
-  log.component = "gateway";
-  (void)ParseLogLevel(f.log_level, &log.level);
-  (void)ParseLogFormat(f.log_format, &log.format);
-  InitLogging(log);
-
-  // Block the shutdown signals in every thread; this one waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any thread starts: they inherit the blocked shutdown signals.
+  const sigset_t signals = StartDaemon("gateway", f.log_level, f.log_format);
 
   if (f.name.empty()) return Fail(absl::InvalidArgumentError("--name is empty"));
   absl::StatusOr<std::vector<std::string>> servers = ParseServerList(f.servers);
@@ -442,10 +426,7 @@ int Run(Flags& f) {
                         : "");
   std::fflush(stdout);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
-  LogEvent(LogLevel::kInfo, "signal",
-           {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  WaitForShutdownSignal(signals);
   // New clients stop finding us first (not ready, unregistered); calls in
   // flight then get their answers (bounded) before the transports close.
   if (readiness) readiness->Stop();

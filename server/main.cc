@@ -7,18 +7,18 @@
 // SIGTERM/SIGINT shut down gracefully: health turns NOT_SERVING, in-flight
 // requests finish and are committed, the store is closed.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
-#include "common/clock.h"
-#include "common/logging.h"
-#include <unistd.h>
-
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/daemon_main.h"
+#include "common/logging.h"
 #include "server/service/ha_server.h"
 #include "server/service/lock_server.h"
 #include "server/service/tls.h"
@@ -132,12 +132,7 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--max-queued-commits", f.options.pipeline.max_queued_deltas,
                  "limit on mutations waiting for a durable commit")
       ->capture_default_str();
-  app.add_option("--log-level", f.log_level, "debug|info|warn|error")
-      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
-      ->capture_default_str();
-  app.add_option("--log-format", f.log_format, "text|json")
-      ->check(CLI::IsMember({"text", "json"}))
-      ->capture_default_str();
+  AddLogFlags(app, &f.log_level, &f.log_format);
   app.add_option("--tls-cert", f.tls.cert_file, "PEM certificate chain: serve TLS");
   app.add_option("--tls-key", f.tls.key_file, "PEM private key of --tls-cert");
   app.add_option("--tls-ca", f.tls.ca_file,
@@ -153,9 +148,7 @@ void DefineFlags(CLI::App& app, Flags& f) {
 }
 
 int Fail(const absl::Status& status) {
-  LogEvent(LogLevel::kError, "startup_failed", {{"error", status}});
-  std::fprintf(stderr, "lockwarden-server: %s\n", status.ToString().c_str());
-  return 1;
+  return FailStartup("lockwarden-server", status);
 }
 
 // --store=etcd: campaign for leadership; serve as leader or redirect as standby.
@@ -199,26 +192,14 @@ int RunReplicated(Flags& f, const sigset_t& signals, const Clock& clock) {
   std::printf("lockwarden-server listening on %s (etcd, server id %s)\n", f.listen.c_str(),
               ha.server.server_id.c_str());
   std::fflush(stdout);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  LogEvent(LogLevel::kInfo, "signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  WaitForShutdownSignal(signals);
   (*server)->Shutdown();
   return 0;
 }
 
 int Run(Flags& f) {
-  LogOptions log;
-  log.component = "server";
-  (void)ParseLogLevel(f.log_level, &log.level);
-  (void)ParseLogFormat(f.log_format, &log.format);
-  InitLogging(log);
-
-  // Block the shutdown signals in every thread; this one waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any thread starts: they inherit the blocked shutdown signals.
+  const sigset_t signals = StartDaemon("server", f.log_level, f.log_format);
 
   f.options.listen = f.listen;
   f.options.server_id = f.server_id;
@@ -244,9 +225,7 @@ int Run(Flags& f) {
   std::printf("lockwarden-server listening on port %d\n", (*server)->port());
   std::fflush(stdout);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
-  LogEvent(LogLevel::kInfo, "signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  WaitForShutdownSignal(signals);
   (*server)->Shutdown();
   server->reset();
   return 0;
