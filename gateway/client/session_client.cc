@@ -1,5 +1,7 @@
 #include "gateway/client/session_client.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -35,74 +37,71 @@ void UnaryCall(ServerClient* server, const Request& request, uint64_t call_id,
 
 }  // namespace
 
-// One Session stream. Owned by gRPC from construction to OnDone; the
-// SessionClient's mu_ guards `writing` and `broken`. A hold keeps the call
-// alive until the read loop ends, so operations started under the client's
-// mutex while !broken are always on a live call.
-class SessionClient::Stream final
-    : public grpc::ClientBidiReactor<v1::SessionRequest, v1::SessionResponse> {
+// One Session stream on the client's completion queue. Created under the
+// client's mutex, deleted by the completion-queue thread once Finish's tag
+// is back; the owner's mu_ guards every field and every operation started
+// on `rw` (Start/Read/Write/Finish), so an operation is never started on a
+// call whose Finish has been asked for.
+class SessionClient::Stream {
  public:
-  Stream(SessionClient* owner, ServerClient::Stubs& stubs) : owner_(owner) {
-    stubs.lock->async()->Session(&ctx_, this);
-    AddHold();
-    StartRead(&response_);
-    StartCall();
+  enum class Op { kStart, kRead, kWrite, kFinish };
+  // What comes back from CompletionQueue::Next: one per kind of operation,
+  // each outstanding at most once.
+  struct Tag {
+    Stream* stream;
+    Op op;
+  };
+
+  Stream(ServerClient::Stubs& stubs, grpc::CompletionQueue* cq)
+      : rw(stubs.lock->PrepareAsyncSession(&ctx, cq)) {
+    rw->StartCall(tag(Op::kStart));
+    // The read may precede the start's completion (separate op sets); the
+    // write may not: the start's initial metadata uses the write's.
+    rw->Read(&response, tag(Op::kRead));
   }
 
-  void OnReadDone(bool ok) override {
-    if (ok) {
-      owner_->OnResults(this, response_);
-      StartRead(&response_);
-      return;
-    }
-    {
-      absl::MutexLock lock(&owner_->mu_);
-      broken = true;
-    }
-    RemoveHold();
+  void* tag(Op op) { return &tags_[static_cast<int>(op)]; }
+
+  // The leader named in the trailers of a FAILED_PRECONDITION end.
+  std::string LeaderHint() const {
+    if (status.error_code() != grpc::StatusCode::FAILED_PRECONDITION) return "";
+    const auto& trailers = ctx.GetServerTrailingMetadata();
+    auto it = trailers.find(kLeaderAddressMetadata);
+    if (it == trailers.end()) return "";
+    return std::string(it->second.data(), it->second.size());
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&owner_->mu_);
-    writing = false;
-    owner_->ReclaimSentCallsLocked(request);
-    if (!ok) {
-      // The read loop sees the end too and drops the hold.
-      ctx_.TryCancel();
-      return;
-    }
-    owner_->MaybeWriteLocked();
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    std::string leader;
-    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-      const auto& trailers = ctx_.GetServerTrailingMetadata();
-      auto it = trailers.find(kLeaderAddressMetadata);
-      if (it != trailers.end()) leader.assign(it->second.data(), it->second.size());
-    }
-    owner_->OnStreamDone(this, status, leader);
-    delete this;
-  }
-
-  void Cancel() { ctx_.TryCancel(); }
-
-  // Guarded by owner_->mu_.
-  bool writing = false;
-  bool broken = false;
+  grpc::ClientContext ctx;  // Outlives rw (declared first).
+  const std::unique_ptr<
+      grpc::ClientAsyncReaderWriter<v1::SessionRequest, v1::SessionResponse>>
+      rw;
+  bool starting = true;        // StartCall's tag outstanding.
+  bool started = false;        // ... and back ok: writes may begin.
+  bool reading = true;         // A Read outstanding (re-armed until one fails).
+  bool writing = false;        // A Write outstanding.
+  bool broken = false;         // Ending: no new writes.
+  bool finishing = false;      // Finish asked for.
   v1::SessionRequest request;  // The write in flight.
+  v1::SessionResponse response;  // The read in flight.
+  grpc::Status status;           // Filled in by Finish.
 
  private:
-  SessionClient* const owner_;
-  grpc::ClientContext ctx_;
-  v1::SessionResponse response_;
+  Tag tags_[4] = {{this, Op::kStart},
+                  {this, Op::kRead},
+                  {this, Op::kWrite},
+                  {this, Op::kFinish}};
 };
 
 SessionClient::SessionClient(ServerClient* server, bool use_stream)
     : server_(server), alive_(std::make_shared<Alive>()) {
   alive_->client = this;
-  absl::MutexLock lock(&mu_);
-  unary_only_ = !use_stream;
+  {
+    absl::MutexLock lock(&mu_);
+    unary_only_ = !use_stream;
+  }
+  cq_thread_ = std::thread([this] { CompletionLoop(); });
+  // Named for profiles and the bench's switches-per-thread table.
+  pthread_setname_np(cq_thread_.native_handle(), "session-cq");
 }
 
 SessionClient::~SessionClient() {
@@ -115,7 +114,9 @@ SessionClient::~SessionClient() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    if (stream_ != nullptr) stream_->Cancel();
+    if (stream_ != nullptr) stream_->ctx.TryCancel();
+    // Cancelled, every outstanding operation of the stream comes back
+    // (failed), then Finish's tag; OnStreamDone clears stream_.
     auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stream_ == nullptr;
     };
@@ -123,6 +124,10 @@ SessionClient::~SessionClient() {
     for (Pending& p : queue_) left.push_back(std::move(p));
     queue_.clear();
   }
+  // No stream is open and none can start (stopping_): the queue only has to
+  // drain of nothing before Next returns false.
+  cq_.Shutdown();
+  cq_thread_.join();
   Complete(left, grpc::Status(grpc::StatusCode::UNAVAILABLE,
                               "gateway shutting down"));
 }
@@ -130,6 +135,11 @@ SessionClient::~SessionClient() {
 SessionClientStats SessionClient::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;
+}
+
+bool SessionClient::WriteInFlightForTesting() const {
+  absl::MutexLock lock(&mu_);
+  return stream_ != nullptr && stream_->writing;
 }
 
 void SessionClient::Call(v1::SessionCall call, Done done) {
@@ -172,12 +182,12 @@ void SessionClient::MaybeConnectLocked() {
     return;
   }
   ++stats_.streams_started;
-  stream_ = new Stream(this, server_->Current());
+  stream_ = new Stream(server_->Current(), &cq_);
 }
 
 void SessionClient::MaybeWriteLocked() {
-  if (stream_ == nullptr || stream_->writing || stream_->broken ||
-      queue_.empty()) {
+  if (stream_ == nullptr || !stream_->started || stream_->writing ||
+      stream_->broken || queue_.empty()) {
     return;
   }
   v1::SessionRequest& req = stream_->request;
@@ -197,26 +207,94 @@ void SessionClient::MaybeWriteLocked() {
   }
   ++stats_.messages_sent;
   stream_->writing = true;
-  stream_->StartWrite(&req);
+  stream_->rw->Write(req, stream_->tag(Stream::Op::kWrite));
 }
 
-void SessionClient::ReclaimSentCallsLocked(v1::SessionRequest& sent) {
-  for (v1::SessionCall& call : *sent.mutable_calls()) {
-    auto it = in_flight_.find(call.call_id());
-    // Absent: answered (or expired) before the write completed.
-    if (it != in_flight_.end()) it->second.call.Swap(&call);
+void SessionClient::MaybeFinishLocked(Stream* stream) {
+  // Finish "should not be used concurrently with other operations": it is
+  // asked for only once the read has failed (the server's side is over)
+  // and neither the start nor a write is outstanding.
+  if (stream->finishing || stream->reading || stream->writing ||
+      stream->starting) {
+    return;
   }
-  sent.Clear();
+  stream->finishing = true;
+  stream->rw->Finish(&stream->status, stream->tag(Stream::Op::kFinish));
 }
 
-void SessionClient::OnResults(Stream* stream, v1::SessionResponse& response) {
+void SessionClient::CompletionLoop() {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_.Next(&tag, &ok)) {
+    auto* t = static_cast<Stream::Tag*>(tag);
+    switch (t->op) {
+      case Stream::Op::kStart:
+        OnStarted(t->stream, ok);
+        break;
+      case Stream::Op::kRead:
+        OnRead(t->stream, ok);
+        break;
+      case Stream::Op::kWrite:
+        OnWritten(t->stream, ok);
+        break;
+      case Stream::Op::kFinish:
+        // Finish's tag is a stream's last: nothing of it is outstanding.
+        OnStreamDone(t->stream, t->stream->status, t->stream->LeaderHint());
+        delete t->stream;
+        break;
+    }
+  }
+}
+
+void SessionClient::OnStarted(Stream* stream, bool ok) {
+  absl::MutexLock lock(&mu_);
+  stream->starting = false;
+  if (!ok) {
+    // The call is over before it began; the read fails too.
+    stream->broken = true;
+    MaybeFinishLocked(stream);
+    return;
+  }
+  stream->started = true;
+  if (stream == stream_) MaybeWriteLocked();
+  MaybeFinishLocked(stream);
+}
+
+void SessionClient::OnWritten(Stream* stream, bool ok) {
+  absl::MutexLock lock(&mu_);
+  stream->writing = false;
+  ReclaimSentCallsLocked(stream->request);
+  if (!ok) {
+    // A client write fails only once the call is over (the server ended it
+    // or it was cancelled), so the read ends too. Not cancelled here: that
+    // could replace the server's status (e.g. UNIMPLEMENTED) with
+    // CANCELLED. The rpc_timeout sweep still cancels a stuck stream.
+    stream->broken = true;
+  } else if (stream == stream_) {
+    MaybeWriteLocked();
+  }
+  MaybeFinishLocked(stream);
+}
+
+void SessionClient::OnRead(Stream* stream, bool ok) {
   std::vector<std::pair<Pending, v1::SessionResult*>> done;
-  done.reserve(response.results_size());
+  v1::SessionResponse response;
   {
     absl::MutexLock lock(&mu_);
+    if (!ok) {
+      stream->reading = false;
+      stream->broken = true;
+      MaybeFinishLocked(stream);
+      return;
+    }
+    // Take the results and read on at once: the next message may arrive
+    // while the callbacks below run.
+    response.Swap(&stream->response);
+    stream->rw->Read(&stream->response, stream->tag(Stream::Op::kRead));
     backoff_ms_ = 0;  // The stream works.
     bool restart = false;
     const Clock::time_point now = Clock::now();
+    done.reserve(response.results_size());
     for (v1::SessionResult& r : *response.mutable_results()) {
       auto it = in_flight_.find(r.call_id());
       if (it == in_flight_.end()) continue;  // Answered already (resent).
@@ -230,12 +308,21 @@ void SessionClient::OnResults(Stream* stream, v1::SessionResponse& response) {
       done.emplace_back(std::move(it->second), &r);
       in_flight_.erase(it);
     }
-    if (restart && stream == stream_) stream->Cancel();
+    if (restart && stream == stream_) stream->ctx.TryCancel();
   }
   for (auto& [p, r] : done) {
     p.done(grpc::Status(static_cast<grpc::StatusCode>(r->code()), r->message()),
            *r);
   }
+}
+
+void SessionClient::ReclaimSentCallsLocked(v1::SessionRequest& sent) {
+  for (v1::SessionCall& call : *sent.mutable_calls()) {
+    auto it = in_flight_.find(call.call_id());
+    // Absent: answered (or expired) before the write completed.
+    if (it != in_flight_.end()) it->second.call.Swap(&call);
+  }
+  sent.Clear();
 }
 
 void SessionClient::OnStreamDone(Stream* stream, const grpc::Status& status,
@@ -327,7 +414,7 @@ void SessionClient::Sweep() {
     if (!in_flight_.empty() && stream_ != nullptr &&
         now - in_flight_.begin()->second.sent_at >
             std::chrono::milliseconds(server_->options().rpc_timeout_ms)) {
-      stream_->Cancel();
+      stream_->ctx.TryCancel();
     }
     if (!queue_.empty() || !in_flight_.empty()) ScheduleSweepLocked();
   }

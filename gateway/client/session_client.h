@@ -6,7 +6,14 @@
 //                      flight, otherwise together with every call that
 //                      arrives meanwhile (one message, one server batch,
 //                      one fsync for all of them)
-//   results            matched by call_id on gRPC's callback threads
+//   results            matched by call_id on the client's own
+//                      completion-queue thread
+//
+// The stream uses gRPC's completion-queue API with one dedicated thread
+// blocked in CompletionQueue::Next(): that thread polls the connection
+// itself, so a read or write completion costs one wake-up (gRPC 1.51's
+// callback API hands every completion from the poller to a callback
+// thread: two). At most one read and one write are outstanding per stream.
 //
 // Failure handling keeps the unary path's guarantees (server_client.h):
 //   - a stream that ends puts its unanswered calls back at the head of the
@@ -30,11 +37,16 @@
 // kSessionClientCallsPerMessage calls per message.
 //
 // Thread-safety: all public methods may be called from any thread; `done`
-// callbacks run on gRPC threads or the ServerClient timer thread, never
-// under the client's mutex, and must not block. The destructor waits until
-// the stream has ended; calls still pending then complete with UNAVAILABLE.
+// callbacks run on the completion-queue thread, the ServerClient timer
+// thread or gRPC's callback threads (unary fallback), never under the
+// client's mutex, and must not block. The destructor cancels the stream,
+// waits until it has ended and joins the completion-queue thread (so it
+// must not run inside a `done` callback); calls still pending then
+// complete with UNAVAILABLE.
 #ifndef LOCKWARDEN_GATEWAY_CLIENT_SESSION_CLIENT_H_
 #define LOCKWARDEN_GATEWAY_CLIENT_SESSION_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <cstddef>
@@ -43,9 +55,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -90,6 +102,9 @@ class SessionClient {
 
   SessionClientStats stats() const;
 
+  // True while a write is outstanding on the open stream.
+  bool WriteInFlightForTesting() const;
+
  private:
   class Stream;
   // Lets timer callbacks (on ServerClient's thread) reach the client only
@@ -114,7 +129,14 @@ class SessionClient {
   // entries (MaybeWriteLocked moved them into the message).
   void ReclaimSentCallsLocked(v1::SessionRequest& sent)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnResults(Stream* stream, v1::SessionResponse& response);
+  // Asks for the stream's status once no operation of it is outstanding.
+  void MaybeFinishLocked(Stream* stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The completion-queue thread: every tag of every stream comes back here.
+  void CompletionLoop();
+  void OnStarted(Stream* stream, bool ok);
+  void OnRead(Stream* stream, bool ok);
+  void OnWritten(Stream* stream, bool ok);
   void OnStreamDone(Stream* stream, const grpc::Status& status,
                     const std::string& leader);
   void Reconnect();
@@ -128,13 +150,18 @@ class SessionClient {
 
   ServerClient* const server_;
   const std::shared_ptr<Alive> alive_;
+  // Every stream's operations complete here; drained by cq_thread_.
+  grpc::CompletionQueue cq_;
+  std::thread cq_thread_;
 
   mutable absl::Mutex mu_;
   uint64_t next_call_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);  // Not yet sent.
   // Sent on stream_, unanswered; by call_id, which increases with age.
   std::map<uint64_t, Pending> in_flight_ ABSL_GUARDED_BY(mu_);
-  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // Open or opening.
+  // Open or opening; owned by the completion-queue thread, which deletes
+  // it when Finish's tag (the last of its tags) comes back.
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool reconnect_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   bool sweep_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   bool unary_only_ ABSL_GUARDED_BY(mu_) = false;  // Server lacks Session.

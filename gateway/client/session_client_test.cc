@@ -1,6 +1,12 @@
 #include "gateway/client/session_client.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -65,14 +71,17 @@ Result CallAndWait(SessionClient& client, v1::SessionCall call) {
 }
 
 // A LockService whose Session is scripted by the test: each stream hands
-// the first message it reads to `on_message`, which returns the status to
-// end the stream with (or nullopt to answer every call GRANTED), plus
-// trailing metadata. Unary Lock answers GRANTED too.
+// every message it reads to `on_message`, which returns the status to end
+// the stream with (or nullopt to answer every call GRANTED), plus trailing
+// metadata, or `hold`: the stream then neither answers nor reads any more
+// (so the client's next write stalls once HTTP/2's flow-control window is
+// full) until EndHeld() or the client cancels. Unary Lock answers GRANTED.
 class ScriptedLockService final : public v1::LockService::CallbackService {
  public:
   struct Outcome {
     std::optional<grpc::Status> end;
     std::string leader;  // Sent as lockwarden-leader-address when set.
+    bool hold = false;
   };
   using OnMessage = std::function<Outcome(const v1::SessionRequest&)>;
 
@@ -100,6 +109,21 @@ class ScriptedLockService final : public v1::LockService::CallbackService {
     return seen_;
   }
   int unary_locks() const { return unary_locks_.load(); }
+  size_t held() {
+    absl::MutexLock lock(&mu_);
+    return held_.size();
+  }
+  // Ends every held stream with `status`.
+  void EndHeld(const grpc::Status& status) {
+    std::vector<Stream*> held;
+    {
+      absl::MutexLock lock(&mu_);
+      held.swap(held_);
+      for (Stream* s : held) s->finished_ = true;
+    }
+    // Outside mu_: Finish may run OnDone inline.
+    for (Stream* s : held) s->Finish(status);
+  }
 
  private:
   class Stream final
@@ -119,6 +143,11 @@ class ScriptedLockService final : public v1::LockService::CallbackService {
         service_->seen_.push_back(request_);
       }
       Outcome o = service_->on_message_(request_);
+      if (o.hold) {
+        absl::MutexLock lock(&service_->mu_);
+        service_->held_.push_back(this);
+        return;
+      }
       if (o.end.has_value()) {
         if (!o.leader.empty()) {
           ctx_->AddTrailingMetadata(kLeaderAddressMetadata, o.leader);
@@ -141,7 +170,20 @@ class ScriptedLockService final : public v1::LockService::CallbackService {
       }
       StartRead(&request_);
     }
+    void OnCancel() override {
+      {
+        absl::MutexLock lock(&service_->mu_);
+        auto it =
+            std::find(service_->held_.begin(), service_->held_.end(), this);
+        if (it == service_->held_.end() || finished_) return;
+        service_->held_.erase(it);
+        finished_ = true;
+      }
+      Finish(grpc::Status::CANCELLED);
+    }
     void OnDone() override { delete this; }
+
+    bool finished_ ABSL_GUARDED_BY(service_->mu_) = false;  // Held only.
 
    private:
     grpc::CallbackServerContext* const ctx_;
@@ -154,6 +196,7 @@ class ScriptedLockService final : public v1::LockService::CallbackService {
   const bool session_;
   absl::Mutex mu_;
   std::vector<v1::SessionRequest> seen_ ABSL_GUARDED_BY(mu_);
+  std::vector<Stream*> held_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> unary_locks_{0};
 };
 
@@ -163,6 +206,10 @@ struct ScriptedServer {
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     b.RegisterService(&service);
+    // A fixed, small HTTP/2 window: a held stream stops the client's writes
+    // after 64 KiB (with BDP probing gRPC widens it to megabytes).
+    b.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    b.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024);
     server = b.BuildAndStart();
   }
   ~ScriptedServer() { server->Shutdown(std::chrono::system_clock::now()); }
@@ -355,6 +402,219 @@ TEST(SessionClientTest, TheQueueIsBounded) {
     EXPECT_EQ(exhausted.load(), 1);
   }  // Destroying the client answers the queued calls.
   EXPECT_EQ(unavailable.load(), static_cast<int>(kSessionClientQueueMax));
+}
+
+// Collects the results of calls made without waiting.
+class Results {
+ public:
+  SessionClient::Done Add(const std::string& name) {
+    return [this, name](const grpc::Status& s, const v1::SessionResult& r) {
+      absl::MutexLock lock(&mu_);
+      EXPECT_EQ(by_name_.count(name), 0u) << name << " answered twice";
+      by_name_[name] = {s, r};
+    };
+  }
+  // Waits (bounded) for `n` results; false if they did not all arrive.
+  bool WaitFor(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return by_name_.size() >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(30));
+  }
+  std::map<std::string, Result> all() {
+    absl::MutexLock lock(&mu_);
+    return by_name_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, Result> by_name_ ABSL_GUARDED_BY(mu_);
+};
+
+// Polls `pred` every 10 ms for up to 10 s.
+template <typename Pred>
+bool Eventually(Pred pred) {
+  for (int i = 0; i < 1000; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+// Larger than the ScriptedServer's HTTP/2 window, below its 4 MiB message
+// limit.
+constexpr size_t kStallingCallBytes = 1 << 20;
+
+TEST(SessionClientTest, AStreamThatEndsWithAWriteInFlightResendsEveryCall) {
+  std::atomic<int> messages{0};
+  // The first stream reads one message, then neither answers nor reads.
+  ScriptedServer fake([&](const v1::SessionRequest&) {
+    ScriptedLockService::Outcome o;
+    o.hold = messages.fetch_add(1) == 0;
+    return o;
+  });
+  ServerClientOptions o;
+  o.servers = {fake.address()};
+  o.failover_wait_ms = 60000;
+  o.rpc_timeout_ms = 60000;  // Only the server ends the first stream.
+  ServerClient sc(o);
+  SessionClient client(&sc);
+  Results results;
+  client.Call(LockCall("first", 0), results.Add("first"));
+  ASSERT_TRUE(Eventually([&] { return fake.service.held() == 1; }));
+
+  v1::SessionCall big = LockCall("big", 1);
+  big.mutable_lock()->set_file_handle(std::string(kStallingCallBytes, 'f'));
+  client.Call(big, results.Add("big"));
+  client.Call(LockCall("queued", 2), results.Add("queued"));
+  // The held stream does not read: the big write stays in flight.
+  ASSERT_TRUE(Eventually([&] { return client.WriteInFlightForTesting(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(client.WriteInFlightForTesting());
+
+  fake.service.EndHeld(grpc::Status(grpc::StatusCode::UNAVAILABLE, "restart"));
+  ASSERT_TRUE(results.WaitFor(3));
+  for (const auto& [name, r] : results.all()) {
+    ASSERT_TRUE(r.first.ok()) << name << ": " << r.first.error_message();
+    EXPECT_EQ(r.second.lock().status(), v1::LOCK_STATUS_GRANTED) << name;
+  }
+  const SessionClientStats stats = client.stats();
+  EXPECT_EQ(stats.streams_started, 2u);
+  EXPECT_EQ(stats.resent, 2u);  // "first" and "big"; "queued" was not sent.
+  // The second stream got all three, the big call intact: the write that
+  // never completed gave its call back for the resend.
+  std::map<std::string, v1::SessionCall> resent;
+  const std::vector<v1::SessionRequest> seen = fake.service.seen();
+  for (size_t i = 1; i < seen.size(); ++i) {
+    for (const v1::SessionCall& c : seen[i].calls()) {
+      resent[c.lock().request_id()] = c;
+    }
+  }
+  ASSERT_EQ(resent.size(), 3u);
+  EXPECT_EQ(resent["big"].lock().SerializeAsString(),
+            big.lock().SerializeAsString());
+  EXPECT_EQ(resent["first"].lock().request_id(), "first");
+  EXPECT_EQ(resent["queued"].lock().range().offset(), 2u);
+}
+
+TEST(SessionClientTest, AStreamSilentForTheRpcTimeoutIsCancelledAndResent) {
+  std::atomic<int> messages{0};
+  ScriptedServer fake([&](const v1::SessionRequest&) {
+    ScriptedLockService::Outcome o;
+    o.hold = messages.fetch_add(1) == 0;
+    return o;
+  });
+  ServerClientOptions o;
+  o.servers = {fake.address()};
+  o.rpc_timeout_ms = 300;
+  o.failover_wait_ms = 20000;
+  ServerClient sc(o);
+  SessionClient client(&sc);
+  Result r = CallAndWait(client, LockCall("r1", 0));
+  ASSERT_TRUE(r.first.ok()) << r.first.error_message();
+  EXPECT_EQ(r.second.lock().status(), v1::LOCK_STATUS_GRANTED);
+  EXPECT_EQ(client.stats().streams_started, 2u);
+  EXPECT_EQ(client.stats().resent, 1u);
+  EXPECT_EQ(fake.service.held(), 0u);  // Our cancel ended the held stream.
+}
+
+TEST(SessionClientTest,
+     DestroyingTheClientWhileTheServerHoldsTheStreamAnswersUnavailable) {
+  ScriptedServer fake([](const v1::SessionRequest&) {
+    ScriptedLockService::Outcome o;
+    o.hold = true;
+    return o;
+  });
+  ServerClientOptions o;
+  o.servers = {fake.address()};
+  o.failover_wait_ms = 60000;
+  o.rpc_timeout_ms = 60000;
+  ServerClient sc(o);
+  Results results;
+  {
+    SessionClient client(&sc);
+    client.Call(LockCall("sent", 0), results.Add("sent"));
+    ASSERT_TRUE(Eventually([&] { return fake.service.held() == 1; }));
+    v1::SessionCall big = LockCall("big", 1);
+    big.mutable_lock()->set_file_handle(std::string(kStallingCallBytes, 'f'));
+    client.Call(big, results.Add("big"));
+    client.Call(LockCall("queued", 2), results.Add("queued"));
+    ASSERT_TRUE(Eventually([&] { return client.WriteInFlightForTesting(); }));
+  }
+  // The destructor returned: every call has its answer.
+  const auto all = results.all();
+  ASSERT_EQ(all.size(), 3u);
+  for (const auto& [name, r] : all) {
+    EXPECT_EQ(r.first.error_code(), grpc::StatusCode::UNAVAILABLE) << name;
+  }
+}
+
+// A TCP listener that never answers: the kernel completes the handshake
+// from the backlog, gRPC's HTTP/2 handshake waits (the channel stays
+// CONNECTING, so calls neither start nor fail).
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t len = sizeof(addr);
+    EXPECT_EQ(getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() { close(fd_); }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST(SessionClientTest, DestroyingTheClientDuringAConnectAnswersUnavailable) {
+  SilentListener silent;
+  ServerClientOptions o;
+  o.servers = {silent.address()};
+  o.failover_wait_ms = 60000;
+  o.rpc_timeout_ms = 60000;
+  ServerClient sc(o);
+  Results results;
+  {
+    SessionClient client(&sc);
+    client.Call(LockCall("r1", 0), results.Add("r1"));
+    client.Call(LockCall("r2", 1), results.Add("r2"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(client.stats().streams_started, 1u);  // Still connecting.
+  }
+  const auto all = results.all();
+  ASSERT_EQ(all.size(), 2u);
+  for (const auto& [name, r] : all) {
+    EXPECT_EQ(r.first.error_code(), grpc::StatusCode::UNAVAILABLE) << name;
+  }
+}
+
+TEST(SessionClientTest, DestroyingTheClientWhileADeadAddressIsRetriedReturns) {
+  ServerClientOptions o;
+  o.servers = {absl::StrCat("127.0.0.1:", DeadPort())};
+  o.failover_wait_ms = 60000;
+  o.backoff_initial_ms = 1;
+  o.backoff_max_ms = 2;
+  ServerClient sc(o);
+  Results results;
+  {
+    SessionClient client(&sc);
+    client.Call(LockCall("r1", 0), results.Add("r1"));
+    // Streams fail and restart back to back; stop in the middle of that.
+    ASSERT_TRUE(
+        Eventually([&] { return client.stats().streams_started >= 3; }));
+  }
+  const auto all = results.all();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all.begin()->second.first.error_code(),
+            grpc::StatusCode::UNAVAILABLE);
 }
 
 }  // namespace
