@@ -71,6 +71,12 @@ class Collector final : public prometheus::Collectable {
                          "1 if the warm copy is usable for a takeover.",
                          MetricType::Gauge));
     Add(&out.back(), r.has_value() && r->health.ok() ? 1 : 0);
+    out.push_back(Family("lockwarden_replica_reloads_total",
+                         "Reloads of the warm copy from etcd because a change "
+                         "came without its previous value (etcd compacted "
+                         "it); starts again at 0 with a new copy.",
+                         MetricType::Counter));
+    Add(&out.back(), r.has_value() ? static_cast<double>(r->reloads) : 0);
     return out;
   }
 

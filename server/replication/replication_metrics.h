@@ -19,6 +19,10 @@
 //                                                     the warm copy (0: none)
 //   lockwarden_replica_healthy                        gauge: 1 if the warm
 //                                                     copy is usable
+//   lockwarden_replica_reloads_total                  counter: reloads of the
+//                                                     warm copy (a change
+//                                                     without its previous
+//                                                     value: etcd compacted)
 //
 //   ReplicationMetricsSources sources;
 //   sources.detector = [&] { return detector->stats(); };

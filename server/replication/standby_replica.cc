@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
@@ -10,13 +12,14 @@
 
 namespace lockwarden::replication {
 
-absl::StatusOr<ReplicaState> ReplicaState::Load(core::CoreOptions options,
-                                                std::map<std::string, std::string> records,
-                                                int64_t revision) {
-  std::vector<std::pair<std::string, std::string>> flat(records.begin(), records.end());
-  absl::StatusOr<core::LockCore> core = core::LockCore::Rebuild(std::move(options), flat);
+absl::StatusOr<ReplicaState> ReplicaState::Load(
+    core::CoreOptions options,
+    const std::vector<std::pair<std::string, std::string>>& records,
+    int64_t revision) {
+  absl::StatusOr<core::LockCore> core =
+      core::LockCore::Rebuild(std::move(options), records);
   if (!core.ok()) return core.status();
-  return ReplicaState(*std::move(core), std::move(records), revision);
+  return ReplicaState(*std::move(core), revision);
 }
 
 absl::Status ReplicaState::Apply(const std::vector<store::WatchEvent>& events) {
@@ -39,21 +42,46 @@ absl::Status ReplicaState::ApplyRevision(const std::vector<store::WatchEvent>& e
                                          size_t begin, size_t end) {
   std::vector<core::LockCore::RecordChange> changes;
   changes.reserve(end - begin);
+  // Key -> its change. etcd refuses a Txn that touches a key twice, so
+  // this only matters for a store that does not.
+  absl::flat_hash_map<absl::string_view, size_t> by_key;
+  by_key.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) {
     const store::WatchEvent& e = events[i];
-    core::LockCore::RecordChange change;
-    change.key = e.key;
-    auto it = records_.find(e.key);
-    if (it != records_.end()) change.previous = it->second;
-    if (e.type == store::WatchEvent::Type::kPut) {
-      change.value = e.value;
-      records_[e.key] = e.value;
-    } else {
-      if (it == records_.end()) continue;  // Deleting nothing changes nothing.
-      records_.erase(it);
+    const bool put = e.type == store::WatchEvent::Type::kPut;
+    auto [slot, first] = by_key.try_emplace(e.key, changes.size());
+    if (first) {
+      core::LockCore::RecordChange change;
+      change.key = e.key;
+      if (e.prev_value.has_value()) {
+        change.previous = *e.prev_value;
+      } else if (!put || e.create_revision != e.mod_revision) {
+        // An update or delete whose previous value etcd no longer has: the
+        // core cannot tell what to take out (a lock's file is in it).
+        return absl::AbortedError(absl::StrCat(
+            "replica at revision ", e.mod_revision, ": ",
+            put ? "update" : "delete", " of '", absl::CEscape(e.key),
+            "' without its previous value (compacted in etcd?)"));
+      }
+      changes.push_back(std::move(change));
     }
-    changes.push_back(std::move(change));
+    // A later event of the same key in this revision replaced the value;
+    // the previous value stays the one before the revision.
+    core::LockCore::RecordChange& change = changes[slot->second];
+    if (put) {
+      change.value = e.value;
+    } else {
+      change.value.reset();
+    }
   }
+  // Created and deleted within the revision: nothing changed.
+  changes.erase(std::remove_if(changes.begin(), changes.end(),
+                               [](const core::LockCore::RecordChange& c) {
+                                 return !c.previous.has_value() &&
+                                        !c.value.has_value();
+                               }),
+                changes.end());
+  if (changes.empty()) return absl::OkStatus();
   absl::Status s = core_->ApplyRecords(changes);
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("replica at revision ", events[begin].mod_revision,
@@ -62,34 +90,53 @@ absl::Status ReplicaState::ApplyRevision(const std::vector<store::WatchEvent>& e
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<StandbyReplica>> StandbyReplica::Start(
-    const store::EtcdStore* store, core::CoreOptions options) {
-  const absl::Time start = absl::Now();
-  std::map<std::string, std::string> records;
-  absl::StatusOr<int64_t> revision =
-      store->ScanWithRevision("", [&records](absl::string_view k, absl::string_view v) {
-        records.emplace(std::string(k), std::string(v));
+absl::StatusOr<ReplicaState> StandbyReplica::LoadFromStore(
+    const store::EtcdStore* store, const core::CoreOptions& options,
+    size_t* records) {
+  std::vector<std::pair<std::string, std::string>> scanned;
+  absl::StatusOr<int64_t> revision = store->ScanWithRevision(
+      "", [&scanned](absl::string_view k, absl::string_view v) {
+        scanned.emplace_back(std::string(k), std::string(v));
         return absl::OkStatus();
       });
   if (!revision.ok()) return revision.status();
-  const size_t keys = records.size();
-  absl::StatusOr<ReplicaState> state =
-      ReplicaState::Load(std::move(options), std::move(records), *revision);
+  *records = scanned.size();
+  // `scanned` is freed on return: the core is the only copy kept.
+  return ReplicaState::Load(options, scanned, *revision);
+}
+
+absl::StatusOr<std::unique_ptr<StandbyReplica>> StandbyReplica::Start(
+    const store::EtcdStore* store, core::CoreOptions options) {
+  return StartForTesting(store, std::move(options), nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<StandbyReplica>> StandbyReplica::StartForTesting(
+    const store::EtcdStore* store, core::CoreOptions options,
+    const std::function<void(int64_t loaded_revision)>& after_load) {
+  const absl::Time start = absl::Now();
+  size_t keys = 0;
+  absl::StatusOr<ReplicaState> state = LoadFromStore(store, options, &keys);
   if (!state.ok()) return state.status();
-  std::unique_ptr<StandbyReplica> r(new StandbyReplica(store));
+  const int64_t revision = state->revision();
+  std::unique_ptr<StandbyReplica> r(
+      new StandbyReplica(store, std::move(options)));
   {
     absl::MutexLock lock(&r->mu_);
     r->state_ = *std::move(state);
+    r->records_loaded_ = keys;
   }
+  if (after_load) after_load(revision);
   StandbyReplica* raw = r.get();
   auto watch = store->WatchFrom(
-      *revision + 1, [raw](const std::vector<store::WatchEvent>& e) { raw->OnEvents(e); },
-      [raw](absl::Status why) { raw->OnEnd(std::move(why)); });
+      revision + 1,
+      [raw](const std::vector<store::WatchEvent>& e) { raw->OnEvents(e); },
+      [raw](absl::Status why) { raw->OnEnd(std::move(why)); },
+      /*previous_values=*/true);
   if (!watch.ok()) return watch.status();
   r->watch_ = *std::move(watch);
   LogEvent(LogLevel::kInfo, "replica_loaded",
            {{"keys", keys},
-            {"revision", *revision},
+            {"revision", revision},
             {"ms", absl::ToDoubleMilliseconds(absl::Now() - start)}});
   return r;
 }
@@ -99,15 +146,73 @@ StandbyReplica::~StandbyReplica() {
 }
 
 void StandbyReplica::OnEvents(const std::vector<store::WatchEvent>& events) {
-  absl::MutexLock lock(&mu_);
-  if (!broken_.ok() || !state_.has_value()) return;
+  // Bounded: ApplyLocked asks for a reload at most kMaxReloadsInARow times
+  // without a revision applied in between, and there are finitely many.
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ApplyLocked(events)) return;
+    }
+    if (!Reload()) return;
+    // Then the rest of this response: revisions up to the reload are
+    // skipped.
+  }
+}
+
+bool StandbyReplica::ApplyLocked(const std::vector<store::WatchEvent>& events) {
+  if (!broken_.ok() || taken_ || !state_.has_value()) return false;
+  const int64_t before = state_->revision();
   absl::Status s = state_->Apply(events);
-  if (!s.ok()) {
+  if (state_->revision() > before) reloads_in_a_row_ = 0;
+  if (s.ok()) {
+    ++revisions_applied_;
+    return false;
+  }
+  if (s.code() != absl::StatusCode::kAborted) {
     broken_ = s;
     LogEvent(LogLevel::kError, "replica_broken", {{"error", s}});
-    return;
+    return false;
   }
-  ++revisions_applied_;
+  if (reloads_in_a_row_ >= kMaxReloadsInARow) {
+    broken_ = absl::UnavailableError(absl::StrCat(
+        "replica: ", reloads_in_a_row_,
+        " reloads in a row without progress; last: ", s.message()));
+    LogEvent(LogLevel::kError, "replica_broken", {{"error", broken_}});
+    return false;
+  }
+  ++reloads_in_a_row_;
+  ++reloads_;
+  LogEvent(LogLevel::kWarn, "replica_reload",
+           {{"why", s}, {"reloads", reloads_}});
+  // The stale core goes now, so a reload peaks like the first load (the
+  // scanned records and the new core), never with a third copy.
+  state_.reset();
+  return true;
+}
+
+bool StandbyReplica::Reload() {
+  // No lock across the scan. Only this (the watch) thread changes state_,
+  // and TakeCaughtUp joins it before taking the core; meanwhile there is no
+  // copy (stats() shows revision 0, a takeover waits for the reload).
+  const absl::Time start = absl::Now();
+  size_t keys = 0;
+  absl::StatusOr<ReplicaState> fresh = LoadFromStore(store_, options_, &keys);
+  absl::MutexLock lock(&mu_);
+  if (!broken_.ok()) return false;
+  if (!fresh.ok()) {
+    broken_ = absl::Status(
+        fresh.status().code(),
+        absl::StrCat("replica reload: ", fresh.status().message()));
+    LogEvent(LogLevel::kError, "replica_broken", {{"error", broken_}});
+    return false;
+  }
+  LogEvent(LogLevel::kInfo, "replica_reloaded",
+           {{"keys", keys},
+            {"revision", fresh->revision()},
+            {"ms", absl::ToDoubleMilliseconds(absl::Now() - start)}});
+  state_ = *std::move(fresh);
+  records_loaded_ = keys;
+  return true;
 }
 
 void StandbyReplica::OnEnd(absl::Status why) {
@@ -128,7 +233,7 @@ absl::StatusOr<core::LockCore> StandbyReplica::TakeCaughtUp(absl::Duration timeo
     {
       absl::MutexLock lock(&mu_);
       if (!broken_.ok()) return broken_;
-      if (!state_.has_value()) return absl::FailedPreconditionError("replica already taken");
+      if (taken_) return absl::FailedPreconditionError("replica already taken");
     }
     if (watch_->progress_revision() >= *target) break;
     if (absl::Now() >= deadline) {
@@ -139,9 +244,13 @@ absl::StatusOr<core::LockCore> StandbyReplica::TakeCaughtUp(absl::Duration timeo
     (void)watch_->RequestProgress();  // Reconnecting: just poll again.
     absl::SleepFor(kProgressPollInterval);
   }
-  watch_->Cancel();
+  watch_->Cancel();  // Joins the watch thread: no apply or reload runs now.
   absl::MutexLock lock(&mu_);
   if (!broken_.ok()) return broken_;
+  if (taken_) return absl::FailedPreconditionError("replica already taken");
+  if (!state_.has_value())
+    return absl::UnavailableError("replica: no copy (reloading)");
+  taken_ = true;
   const int64_t applied = state_->revision();
   core::LockCore core = std::move(*state_).TakeCore();
   state_.reset();
@@ -160,11 +269,12 @@ StandbyReplicaStats StandbyReplica::stats() const {
   StandbyReplicaStats s;
   if (state_.has_value()) {
     s.revision = state_->revision();
-    s.records = state_->records().size();
   }
+  s.records_loaded = records_loaded_;
+  s.reloads = reloads_;
   s.revisions_applied = revisions_applied_;
   s.health = broken_;
-  if (watch_ != nullptr) {
+  if (watch_ != nullptr && state_.has_value()) {
     s.caught_up_revision = std::max(s.revision, watch_->progress_revision());
   }
   return s;
@@ -172,11 +282,6 @@ StandbyReplicaStats StandbyReplica::stats() const {
 
 void StandbyReplica::RequestProgress() {
   if (watch_ != nullptr) (void)watch_->RequestProgress();
-}
-
-std::map<std::string, std::string> StandbyReplica::RecordsForTesting() const {
-  absl::MutexLock lock(&mu_);
-  return state_.has_value() ? state_->records() : std::map<std::string, std::string>();
 }
 
 std::map<std::string, std::string> StandbyReplica::CoreSnapshotForTesting() const {

@@ -2,39 +2,51 @@
 // watching the store, so a takeover needs no reload.
 //
 //   load:    EtcdStore::ScanWithRevision -> records at revision R,
-//            LockCore::Rebuild(records)
-//   follow:  EtcdStore::WatchFrom(R + 1); the events of each revision (one
-//            leader commit = one Txn = one revision) become
-//            LockCore::ApplyRecords on the same core
+//            LockCore::Rebuild(records); the records are dropped
+//   follow:  EtcdStore::WatchFrom(R + 1) with previous values (etcd's
+//            prev_kv); the events of each revision (one leader commit = one
+//            Txn = one revision) become LockCore::ApplyRecords on the same
+//            core, each change's previous value taken from its event
 //   takeover TakeCaughtUp(): a linearizable read gives the revision R' the
 //            store is at; the watch is asked for progress until everything
 //            up to R' has been applied; the core's invariants are checked
 //            and the core is handed to the new leader's LockServer.
 //
-// The replica keeps the persisted records too (a map key -> value): the
-// core needs a deleted record's old value to find it (a lock's file), and
-// the map is what Rebuild would be fed, so tests compare the two.
+// The replica holds the state once, in the core: the core needs a deleted
+// record's old value to find it (a lock's file), and etcd sends it with the
+// event. etcd omits it for a create, and for an update or delete whose
+// older revision it has compacted. A put without one is a create when its
+// create_revision equals its mod_revision; any other change without one
+// cannot be applied (the core would not know what to take out), and the
+// replica reloads in place from the store (a scan at the current revision;
+// the watch goes on, events at or below that revision are skipped),
+// counted in stats().reloads and logged as replica_reload.
 //
 // Failure handling: any record change that does not fit the core
-// (DataLoss), a compacted revision or a watch that gave up marks the
-// replica broken: TakeCaughtUp then fails and the caller falls back to a
-// full recovery from the store (RecoverCore); correctness never depends
-// on the replica, only takeover time does.
+// (DataLoss), a compacted watch start, a watch that gave up, a failed
+// reload, or more than kMaxReloadsInARow reloads without a revision applied
+// in between marks the replica broken: TakeCaughtUp then fails and the
+// caller falls back to a full recovery from the store (RecoverCore);
+// HaLockServer replaces a broken replica. Correctness never depends on the
+// replica, only takeover time does.
 //
-// ReplicaState is the pure part (no I/O): records + core + revision, fed
-// with watch events. StandbyReplica adds the etcd scan, watch and catch-up.
+// ReplicaState is the pure part (no I/O): core + revision, fed with watch
+// events. StandbyReplica adds the etcd scan, watch, reload and catch-up.
 //
 // Thread-safety: ReplicaState is not thread-safe. StandbyReplica's methods
 // may be called from any thread; the watch thread applies events under
-// its mutex.
+// its mutex, and reloads with the mutex released (only that thread changes
+// the state; TakeCaughtUp joins it before taking the core).
 #ifndef LOCKWARDEN_SERVER_REPLICATION_STANDBY_REPLICA_H_
 #define LOCKWARDEN_SERVER_REPLICATION_STANDBY_REPLICA_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -53,43 +65,59 @@ namespace lockwarden::replication {
 inline constexpr absl::Duration kDefaultCatchUpTimeout = absl::Seconds(2);
 // Between progress requests while catching up.
 inline constexpr absl::Duration kProgressPollInterval = absl::Milliseconds(5);
+// Reloads (changes without their previous value) allowed in a row without
+// a revision applied incrementally in between; one more marks the replica
+// broken rather than scanning the store again and again.
+inline constexpr int kMaxReloadsInARow = 3;
 
 class ReplicaState {
  public:
   // Rebuilds the core from `records` (a consistent view at `revision`).
-  static absl::StatusOr<ReplicaState> Load(core::CoreOptions options,
-                                           std::map<std::string, std::string> records,
-                                           int64_t revision);
+  // The records are not kept.
+  static absl::StatusOr<ReplicaState> Load(
+      core::CoreOptions options,
+      const std::vector<std::pair<std::string, std::string>>& records,
+      int64_t revision);
 
-  // Applies watch events (of one or more whole revisions, in order).
-  // Events at or below the applied revision are skipped (a resumed watch).
+  // Applies watch events (of one or more whole revisions, in order) that
+  // carry previous values. Events at or below the applied revision are
+  // skipped (a resumed watch). Several events of one key in one revision
+  // become one change (the first one's previous value, the last one's
+  // value). Errors:
+  //  - ABORTED: a change has no previous value and is not a create (etcd
+  //    compacted it). The failing revision is not applied; earlier ones
+  //    are (revision() says up to where). The core is intact but stale:
+  //    reload it from the store.
+  //  - anything else (DataLoss from the core): the core may be half
+  //    updated and must be discarded.
   absl::Status Apply(const std::vector<store::WatchEvent>& events);
 
   int64_t revision() const { return revision_; }
   const core::LockCore& core() const { return *core_; }
   core::LockCore TakeCore() && { return *std::move(core_); }
-  const std::map<std::string, std::string>& records() const { return records_; }
 
  private:
-  ReplicaState(core::LockCore core, std::map<std::string, std::string> records,
-               int64_t revision)
-      : core_(std::move(core)), records_(std::move(records)), revision_(revision) {}
+  ReplicaState(core::LockCore core, int64_t revision)
+      : core_(std::move(core)), revision_(revision) {}
   absl::Status ApplyRevision(const std::vector<store::WatchEvent>& events, size_t begin,
                              size_t end);
 
   std::optional<core::LockCore> core_;  // Always set; optional for moves.
-  std::map<std::string, std::string> records_;
   int64_t revision_ = 0;
 };
 
 struct StandbyReplicaStats {
-  int64_t revision = 0;  // Applied up to here (last state commit).
+  int64_t revision =
+      0;  // Applied up to here (last state commit); 0 while reloading.
   // Every revision up to here is applied (the watch's progress; above
   // `revision` when later revisions changed keys outside the state).
   int64_t caught_up_revision = 0;
   uint64_t revisions_applied = 0;
-  size_t records = 0;
-  absl::Status health;         // Not OK once broken.
+  size_t records_loaded = 0;  // Records scanned by the last (re)load.
+  // Reloads from the store because a change came without the previous
+  // value it needed (etcd had compacted it).
+  uint64_t reloads = 0;
+  absl::Status health;  // Not OK once broken.
 };
 
 class StandbyReplica {
@@ -98,6 +126,11 @@ class StandbyReplica {
   // `store` is not owned and must outlive the replica.
   static absl::StatusOr<std::unique_ptr<StandbyReplica>> Start(
       const store::EtcdStore* store, core::CoreOptions options);
+  // Start, running `after_load(loaded_revision)` between the load and the
+  // watch's start (tests commit and compact there).
+  static absl::StatusOr<std::unique_ptr<StandbyReplica>> StartForTesting(
+      const store::EtcdStore* store, core::CoreOptions options,
+      const std::function<void(int64_t loaded_revision)>& after_load);
 
   ~StandbyReplica();  // Cancels the watch.
   StandbyReplica(const StandbyReplica&) = delete;
@@ -114,22 +147,40 @@ class StandbyReplica {
   // Asks etcd for a progress notification (non-blocking); afterwards
   // stats().caught_up_revision reaches the revision etcd was at.
   void RequestProgress();
-  // The persisted records and the core's Snapshot() (tests compare them).
-  std::map<std::string, std::string> RecordsForTesting() const;
+  // The core's Snapshot() (tests compare it with the store).
   std::map<std::string, std::string> CoreSnapshotForTesting() const;
 
  private:
-  explicit StandbyReplica(const store::EtcdStore* store) : store_(store) {}
+  StandbyReplica(const store::EtcdStore* store, core::CoreOptions options)
+      : store_(store), options_(std::move(options)) {}
+  // Scans the store and rebuilds a core; `records` gets the key count.
+  static absl::StatusOr<ReplicaState> LoadFromStore(
+      const store::EtcdStore* store, const core::CoreOptions& options,
+      size_t* records);
   void OnEvents(const std::vector<store::WatchEvent>& events);
+  // Applies `events` to the state; true if the state must be reloaded.
+  bool ApplyLocked(const std::vector<store::WatchEvent>& events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replaces the state with a fresh load from the store; false if the
+  // replica is (now) broken. On the watch thread, mu_ released during the
+  // scan.
+  bool Reload() ABSL_LOCKS_EXCLUDED(mu_);
   void OnEnd(absl::Status why);
 
+  // Constant after construction (watch_ set once in Start()).
   const store::EtcdStore* const store_;
-  std::unique_ptr<store::EtcdWatch> watch_;  // Set once in Start().
+  const core::CoreOptions options_;
+  std::unique_ptr<store::EtcdWatch> watch_;
 
   mutable absl::Mutex mu_;
   std::optional<ReplicaState> state_ ABSL_GUARDED_BY(mu_);
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
   uint64_t revisions_applied_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t records_loaded_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t reloads_ ABSL_GUARDED_BY(mu_) = 0;
+  int reloads_in_a_row_ ABSL_GUARDED_BY(mu_) = 0;
+  bool taken_ ABSL_GUARDED_BY(mu_) =
+      false;  // TakeCaughtUp handed the core over.
 };
 
 }  // namespace lockwarden::replication

@@ -1,9 +1,12 @@
 // ReplicaState (LockCore::ApplyRecords) against random traffic: a leader
 // core applies random commands; each command's Delta becomes the watch
 // events of one etcd revision (one Txn: the last mutation of each key, as
-// EtcdStore sends it); a replica applies them. After every revision the
-// replica's invariants hold, and regularly its Snapshot() and DebugString()
-// equal the leader's and a core rebuilt from the replica's records.
+// EtcdStore sends it, with prev_kv and create_revision as etcd fills them);
+// a replica applies them. After every revision the replica's invariants
+// hold, and regularly its Snapshot() and DebugString() equal the leader's,
+// the store's and a core rebuilt from the store. Also: changes whose
+// previous value etcd compacted (ABORTED, then a reload), several changes
+// of one key in a revision, and a staged snapshot import.
 //
 // Seed: --seed=N or LW_SEED=N replays a run; printed at the start.
 #include "server/replication/standby_replica.h"
@@ -21,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "common/status_matchers.h"
 #include "gtest/gtest.h"
+#include "server/core/codec.h"
 #include "server/core/lock_core.h"
 
 namespace lockwarden::replication {
@@ -38,7 +42,7 @@ core::CoreOptions Options() {
   core::CoreOptions o;
   o.grant_timeout_ms = 40;
   o.grace_period_ms = 100;
-  o.dedup_entries_max = 50;  // Evictions delete d/ records.
+  o.dedup_entries_max = 50;  // Evictions overwrite d/ ring slots in place.
   o.waiters_per_file_max = 4;
   return o;
 }
@@ -141,36 +145,70 @@ class Traffic {
   int32_t states_[kClients] = {1, 1, 1, 1, 1};
 };
 
-// One Txn's worth of watch events from a Delta: the last mutation of each
-// key, deletes of absent keys dropped (etcd emits no event for them).
-std::vector<store::WatchEvent> EventsOf(const Delta& delta, int64_t revision,
-                                        std::map<std::string, std::string>& store) {
-  std::map<std::string, const Mutation*> last;
-  for (const Mutation& m : delta) last[m.key] = &m;
-  std::vector<store::WatchEvent> events;
-  for (const auto& [key, m] : last) {
-    store::WatchEvent e;
-    e.key = key;
-    e.mod_revision = revision;
-    if (m->op == Mutation::Op::kPut) {
-      e.type = store::WatchEvent::Type::kPut;
-      e.value = m->value;
-      store[key] = m->value;
-    } else {
-      if (store.erase(key) == 0) continue;
-      e.type = store::WatchEvent::Type::kDelete;
+// The state prefix as etcd keeps it (value and create revision per key),
+// and the watch events of one Txn as etcd sends them with prev_kv: the last
+// mutation of each key, deletes of absent keys dropped (etcd emits no event
+// for them), prev_value on every update and delete, none on a create.
+class EtcdModel {
+ public:
+  // `drop_percent` of the updates and deletes lose their previous value,
+  // as when etcd compacted the revision before them.
+  std::vector<store::WatchEvent> Commit(const Delta& delta, int64_t revision,
+                                        int drop_percent = 0,
+                                        std::mt19937_64* rng = nullptr) {
+    std::map<std::string, const Mutation*> last;
+    for (const Mutation& m : delta) last[m.key] = &m;
+    std::vector<store::WatchEvent> events;
+    for (const auto& [key, m] : last) {
+      auto it = keys_.find(key);
+      store::WatchEvent e;
+      e.key = key;
+      e.mod_revision = revision;
+      if (it != keys_.end()) e.prev_value = it->second.value;
+      if (m->op == Mutation::Op::kPut) {
+        e.type = store::WatchEvent::Type::kPut;
+        e.value = m->value;
+        e.create_revision =
+            it != keys_.end() ? it->second.create_revision : revision;
+        keys_[key] = {m->value, e.create_revision};
+      } else {
+        if (it == keys_.end()) continue;
+        e.type = store::WatchEvent::Type::kDelete;
+        keys_.erase(it);
+      }
+      if (e.prev_value.has_value() && drop_percent > 0 &&
+          std::uniform_int_distribution<int>(0, 99)(*rng) < drop_percent) {
+        e.prev_value.reset();
+      }
+      events.push_back(std::move(e));
     }
-    events.push_back(std::move(e));
+    return events;
   }
-  return events;
-}
+  std::map<std::string, std::string> Values() const {
+    std::map<std::string, std::string> out;
+    for (const auto& [k, e] : keys_) out.emplace(k, e.value);
+    return out;
+  }
+  std::vector<std::pair<std::string, std::string>> Flat() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& [k, e] : keys_) out.emplace_back(k, e.value);
+    return out;
+  }
+
+ private:
+  struct Entry {
+    std::string value;
+    int64_t create_revision = 0;
+  };
+  std::map<std::string, Entry> keys_;
+};
 
 TEST(ReplicaStateTest, FollowsRandomTrafficAndEqualsARebuiltCore) {
   std::cout << "seed " << g_seed << " (replay with --seed=" << g_seed << ")" << std::endl;
   SCOPED_TRACE(absl::StrCat("seed ", g_seed));
   Traffic traffic(g_seed);
   core::LockCore leader(Options());
-  std::map<std::string, std::string> store;
+  EtcdModel store;
   absl::StatusOr<ReplicaState> replica = ReplicaState::Load(Options(), {}, 1);
   ASSERT_THAT(replica, IsOk());
   int64_t revision = 1;
@@ -181,7 +219,7 @@ TEST(ReplicaStateTest, FollowsRandomTrafficAndEqualsARebuiltCore) {
     now_ms += step % 3;
     core::Effects fx = leader.Apply(traffic.Next(leader), now_ms);
     if (fx.delta.empty()) continue;
-    std::vector<store::WatchEvent> events = EventsOf(fx.delta, ++revision, store);
+    std::vector<store::WatchEvent> events = store.Commit(fx.delta, ++revision);
     for (const store::WatchEvent& e : events) {
       ++(e.type == store::WatchEvent::Type::kPut ? puts : deletes)[e.key.substr(0, 2)];
     }
@@ -191,8 +229,8 @@ TEST(ReplicaStateTest, FollowsRandomTrafficAndEqualsARebuiltCore) {
     ASSERT_TRUE(s.ok()) << "step " << step << ": " << s;
     batch.clear();
     ASSERT_THAT(replica->core().CheckInvariants(), IsOk()) << "step " << step;
-    ASSERT_EQ(replica->records(), store) << "step " << step;
     if (step % 16 == 0) {
+      ASSERT_EQ(replica->core().Snapshot(), store.Values()) << "step " << step;
       ASSERT_EQ(replica->core().Snapshot(), leader.Snapshot()) << "step " << step;
       ASSERT_EQ(replica->core().DebugString(), leader.DebugString()) << "step " << step;
     }
@@ -200,8 +238,8 @@ TEST(ReplicaStateTest, FollowsRandomTrafficAndEqualsARebuiltCore) {
   ASSERT_THAT(replica->Apply(batch), IsOk());
   EXPECT_EQ(replica->revision(), revision);
   EXPECT_EQ(replica->core().Snapshot(), leader.Snapshot());
-  std::vector<std::pair<std::string, std::string>> flat(store.begin(), store.end());
-  absl::StatusOr<core::LockCore> rebuilt = core::LockCore::Rebuild(Options(), flat);
+  absl::StatusOr<core::LockCore> rebuilt =
+      core::LockCore::Rebuild(Options(), store.Flat());
   ASSERT_THAT(rebuilt, IsOk());
   EXPECT_EQ(replica->core().Snapshot(), rebuilt->Snapshot());
   EXPECT_EQ(replica->core().DebugString(), rebuilt->DebugString());
@@ -213,23 +251,73 @@ TEST(ReplicaStateTest, FollowsRandomTrafficAndEqualsARebuiltCore) {
     EXPECT_GT(puts[family], 0) << family;
     std::cout << family << " puts " << puts[family] << " deletes " << deletes[family] << "\n";
   }
-  for (const char* family : {"n/", "e/", "l/", "w/", "s/", "d/"}) {
+  // (d/ records are overwritten, never deleted, once written as a ring.)
+  for (const char* family : {"n/", "e/", "l/", "w/", "s/"}) {
     EXPECT_GT(deletes[family], 0) << family;
   }
 }
 
-TEST(ReplicaStateTest, ReplayedRevisionsAreSkipped) {
+// What StandbyReplica does when etcd has compacted previous values: the
+// revision is refused (ABORTED) with the core untouched, the replica
+// reloads from the store at its current revision and goes on with the
+// same watch (the revisions up to the reload are skipped).
+TEST(ReplicaStateTest, CompactedPreviousValuesAbortAndAReloadCatchesUp) {
+  SCOPED_TRACE(absl::StrCat("seed ", g_seed));
+  Traffic traffic(g_seed + 1);
+  std::mt19937_64 rng(g_seed + 2);
   core::LockCore leader(Options());
-  std::map<std::string, std::string> store;
+  EtcdModel store;
   absl::StatusOr<ReplicaState> replica = ReplicaState::Load(Options(), {}, 1);
   ASSERT_THAT(replica, IsOk());
+  int64_t revision = 1;
+  int reloads = 0;
+  for (int step = 0; step < kSteps / 4; ++step) {
+    core::Effects fx = leader.Apply(traffic.Next(leader), step);
+    if (fx.delta.empty()) continue;
+    const std::vector<store::WatchEvent> events =
+        store.Commit(fx.delta, ++revision, /*drop_percent=*/1, &rng);
+    const std::map<std::string, std::string> before =
+        replica->core().Snapshot();
+    const int64_t applied = replica->revision();
+    absl::Status s = replica->Apply(events);
+    if (s.ok()) continue;
+    ASSERT_EQ(s.code(), absl::StatusCode::kAborted)
+        << "step " << step << ": " << s;
+    // Refused whole: neither the core nor the revision moved.
+    ASSERT_EQ(replica->revision(), applied);
+    ASSERT_EQ(replica->core().Snapshot(), before) << "step " << step;
+    ++reloads;
+    replica = ReplicaState::Load(Options(), store.Flat(), revision);
+    ASSERT_THAT(replica, IsOk());
+    ASSERT_THAT(replica->Apply(events),
+                IsOk());  // At or below the reload: skipped.
+  }
+  std::cout << "reloads " << reloads << " revisions " << revision << std::endl;
+  EXPECT_GT(reloads, 0);
+  ASSERT_THAT(replica->core().CheckInvariants(), IsOk());
+  EXPECT_EQ(replica->core().Snapshot(), leader.Snapshot());
+  EXPECT_EQ(replica->core().DebugString(), leader.DebugString());
+}
+
+core::LockCmd LockOf(const std::string& request_id, const std::string& fh,
+                     uint64_t offset) {
   core::LockCmd l;
-  l.request_id = "r1";
+  l.request_id = request_id;
   l.gateway = "gw-a";
-  l.fh = "fh";
+  l.fh = fh;
   l.owner = {"c", 1, "oh"};
+  l.range = {offset, 1};
   l.exclusive = true;
-  std::vector<store::WatchEvent> events = EventsOf(leader.Apply(l, 0).delta, 2, store);
+  return l;
+}
+
+TEST(ReplicaStateTest, ReplayedRevisionsAreSkipped) {
+  core::LockCore leader(Options());
+  EtcdModel store;
+  absl::StatusOr<ReplicaState> replica = ReplicaState::Load(Options(), {}, 1);
+  ASSERT_THAT(replica, IsOk());
+  std::vector<store::WatchEvent> events =
+      store.Commit(leader.Apply(LockOf("r1", "fh", 0), 0).delta, 2);
   ASSERT_THAT(replica->Apply(events), IsOk());
   // A resumed watch may deliver revision 2 again: no double apply.
   ASSERT_THAT(replica->Apply(events), IsOk());
@@ -245,8 +333,192 @@ TEST(ReplicaStateTest, AChangeThatDoesNotFitIsDataLoss) {
   e.key = "l/00000000000000000001";
   e.value = "garbage";
   e.mod_revision = 2;
+  e.create_revision = 2;  // A create: no previous value needed.
   absl::Status s = replica->Apply({e});
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+}
+
+// A replica at revision 2 holding one lock, and two alternative revision
+// 3s: the unlock of that lock, or a second lock.
+struct OneLock {
+  OneLock() {
+    store.Commit(leader.Apply(LockOf("r1", "fh", 0), 0).delta, 2);
+    replica.emplace(*ReplicaState::Load(Options(), store.Flat(), 2));
+    core::LockCore other = *core::LockCore::Rebuild(Options(), store.Flat());
+    after_second_lock = store;
+    core::UnlockCmd u{"r2", "gw-a", "fh", {"c", 1, "oh"}, core::Range{0, 0}};
+    unlock = store.Commit(leader.Apply(u, 1).delta, 3);
+    second_lock = after_second_lock.Commit(
+        other.Apply(LockOf("r3", "fh2", 5), 1).delta, 3);
+  }
+  core::LockCore leader{Options()};
+  EtcdModel store;              // After the unlock.
+  EtcdModel after_second_lock;  // After the second lock instead.
+  std::optional<ReplicaState> replica;
+  std::vector<store::WatchEvent> unlock;
+  std::vector<store::WatchEvent> second_lock;
+};
+
+TEST(ReplicaStateTest,
+     ADeleteWithoutItsPreviousValueIsAbortedAndChangesNothing) {
+  OneLock t;
+  const std::map<std::string, std::string> before =
+      t.replica->core().Snapshot();
+  bool dropped = false;
+  for (store::WatchEvent& e : t.unlock) {
+    if (e.type != store::WatchEvent::Type::kDelete ||
+        e.key.substr(0, 2) != "l/")
+      continue;
+    e.prev_value.reset();  // etcd compacted revision 2.
+    dropped = true;
+  }
+  ASSERT_TRUE(dropped);
+  absl::Status s = t.replica->Apply(t.unlock);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_NE(s.message().find("delete of 'l/"), absl::string_view::npos) << s;
+  EXPECT_EQ(t.replica->revision(), 2);
+  EXPECT_EQ(t.replica->core().Snapshot(), before);
+  EXPECT_EQ(t.replica->core().Counters().locks, 1u);
+  // With the previous values (as after a reload would not even need) it
+  // applies.
+  for (store::WatchEvent& e : t.unlock) {
+    if (e.type == store::WatchEvent::Type::kDelete &&
+        !e.prev_value.has_value()) {
+      e.prev_value = before.at(e.key);
+    }
+  }
+  ASSERT_THAT(t.replica->Apply(t.unlock), IsOk());
+  EXPECT_EQ(t.replica->core().Snapshot(), t.leader.Snapshot());
+}
+
+TEST(ReplicaStateTest, AnUpdateWithoutItsPreviousValueIsAborted) {
+  OneLock t;
+  store::WatchEvent* update = nullptr;
+  for (store::WatchEvent& e : t.second_lock) {
+    if (e.type == store::WatchEvent::Type::kPut &&
+        e.create_revision < e.mod_revision) {
+      update = &e;  // E.g. the counters record, rewritten in place.
+    }
+  }
+  ASSERT_NE(update, nullptr);
+  update->prev_value.reset();
+  absl::Status s = t.replica->Apply(t.second_lock);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_NE(s.message().find("update of"), absl::string_view::npos) << s;
+  EXPECT_EQ(t.replica->revision(), 2);
+  EXPECT_EQ(t.replica->core().Counters().locks, 1u);
+}
+
+TEST(ReplicaStateTest, APutWithoutAPreviousValueIsACreate) {
+  OneLock t;
+  // The second lock's l/ record is new: create_revision == mod_revision
+  // and no prev_kv, as etcd sends a create.
+  int creates = 0;
+  for (const store::WatchEvent& e : t.second_lock) {
+    if (e.type == store::WatchEvent::Type::kPut && !e.prev_value.has_value()) {
+      EXPECT_EQ(e.create_revision, e.mod_revision);
+      creates += e.key.substr(0, 2) == "l/";
+    }
+  }
+  EXPECT_EQ(creates, 1);
+  ASSERT_THAT(t.replica->Apply(t.second_lock), IsOk());
+  EXPECT_EQ(t.replica->core().Counters().locks, 2u);
+  ASSERT_THAT(t.replica->core().CheckInvariants(), IsOk());
+}
+
+TEST(ReplicaStateTest, SeveralChangesOfOneKeyInARevisionAreOneChange) {
+  OneLock t;
+  // Revision 3 from a store that does not refuse them (etcd does): every
+  // update written twice (first with the old value again), and a key
+  // created and deleted; all events carry the value before the revision,
+  // as etcd reads prev_kv at mod_revision - 1.
+  std::vector<store::WatchEvent> events;
+  int twice = 0;
+  for (const store::WatchEvent& e : t.second_lock) {
+    if (e.type == store::WatchEvent::Type::kPut && e.prev_value.has_value()) {
+      store::WatchEvent same = e;
+      same.value = *e.prev_value;
+      events.push_back(same);
+      ++twice;
+    }
+    events.push_back(e);
+  }
+  ASSERT_GT(twice, 0);
+  store::WatchEvent ghost;
+  ghost.type = store::WatchEvent::Type::kPut;
+  ghost.key = "l/99999999999999999999";
+  ghost.value = "not a lock: never decoded";
+  ghost.mod_revision = 3;
+  ghost.create_revision = 3;
+  events.push_back(ghost);
+  ghost.type = store::WatchEvent::Type::kDelete;
+  ghost.value.clear();
+  ghost.create_revision = 0;
+  events.push_back(ghost);
+  ASSERT_THAT(t.replica->Apply(events), IsOk());
+  EXPECT_EQ(t.replica->revision(), 3);
+  EXPECT_EQ(t.replica->core().Snapshot(), t.after_second_lock.Values());
+  EXPECT_EQ(t.replica->core().Counters().locks, 2u);
+}
+
+// A staged snapshot import as CoreRunner commits it (marker, old records
+// out, new ones in, marker deleted), followed with prev_kv; a delete
+// without its previous value in the middle is refused like any other.
+TEST(ReplicaStateTest, FollowsAStagedImportAndRefusesACompactedDeleteInIt) {
+  core::LockCore old_state(Options());
+  core::LockCore new_state(Options());
+  // Tokens and ids start alike: the old state's last three locks have no
+  // counterpart and are deleted, the rest are overwritten.
+  for (int i = 0; i < 6; ++i) {
+    (void)old_state.Apply(
+        LockOf(absl::StrCat("o", i), absl::StrCat("old", i), i), i);
+    if (i < 3)
+      (void)new_state.Apply(
+          LockOf(absl::StrCat("n", i), absl::StrCat("new", i), i), i);
+  }
+  EtcdModel store;
+  const std::map<std::string, std::string> old_records = old_state.Snapshot();
+  const std::map<std::string, std::string> new_records = new_state.Snapshot();
+  Delta all;
+  for (const auto& [k, v] : old_records) all.push_back(Mutation::Put(k, v));
+  store.Commit(all, 2);
+  absl::StatusOr<ReplicaState> replica =
+      ReplicaState::Load(Options(), store.Flat(), 2);
+  ASSERT_THAT(replica, IsOk());
+  const std::string marker(core::codec::kImportMarkerKey);
+  std::vector<Delta> commits;
+  commits.push_back(
+      {Mutation::Put(marker, core::codec::EncodeImportMarker(core::ImportMarker{
+                                 new_records.size(), 7, "t"}))});
+  Delta out, in;
+  for (const auto& [k, v] : old_records) {
+    if (!new_records.count(k)) out.push_back(Mutation::Delete(k));
+  }
+  for (const auto& [k, v] : new_records) in.push_back(Mutation::Put(k, v));
+  commits.push_back(out);
+  commits.push_back(in);
+  commits.push_back({Mutation::Delete(marker)});
+  int64_t revision = 2;
+  for (size_t i = 0; i < commits.size(); ++i) {
+    std::vector<store::WatchEvent> events =
+        store.Commit(commits[i], ++revision);
+    if (i == 1) {
+      // The old records' deletes: one loses its previous value.
+      ASSERT_FALSE(events.empty());
+      std::vector<store::WatchEvent> compacted = events;
+      compacted[0].prev_value.reset();
+      EXPECT_EQ(replica->Apply(compacted).code(), absl::StatusCode::kAborted);
+      EXPECT_EQ(replica->revision(), revision - 1);
+      ASSERT_TRUE(replica->core().interrupted_import().has_value());
+    }
+    ASSERT_THAT(replica->Apply(events), IsOk()) << "commit " << i;
+    EXPECT_EQ(replica->core().interrupted_import().has_value(),
+              i + 1 < commits.size());
+    EXPECT_EQ(replica->core().Snapshot(), store.Values()) << "commit " << i;
+  }
+  EXPECT_EQ(replica->core().Snapshot(), new_records);
+  EXPECT_EQ(replica->core().DebugString(), new_state.DebugString());
+  EXPECT_THAT(replica->core().CheckInvariants(), IsOk());
 }
 
 }  // namespace

@@ -42,7 +42,8 @@
 //
 // WatchFrom(revision) streams every put/delete under the prefix from a
 // revision on: standbys load a snapshot with ScanWithRevision() and follow
-// from revision + 1 (a warm copy, no reload at takeover).
+// from revision + 1 (a warm copy, no reload at takeover), asking for each
+// change's previous value so they keep no copy of the records.
 //
 // Thread safety: all methods may be called from any thread concurrently
 // (StateStore's contract). Watch callbacks run on the watch's own thread.
@@ -136,10 +137,12 @@ class EtcdStore : public StateStore {
 
   // Streams puts and deletes under the whole key_prefix from
   // `start_revision` (inclusive) on; see EtcdWatch. Keys are passed without
-  // key_prefix.
+  // key_prefix. With `previous_values` every update and delete carries the
+  // value it replaced (WatchEvent::prev_value, etcd's prev_kv), when etcd
+  // still has it.
   absl::StatusOr<std::unique_ptr<EtcdWatch>> WatchFrom(
       int64_t start_revision, EtcdWatch::EventsFn on_events,
-      EtcdWatch::EndFn on_end) const;
+      EtcdWatch::EndFn on_end, bool previous_values = false) const;
 
   const std::string& key_prefix() const { return options_.key_prefix; }
   EtcdClient* client() const { return client_; }

@@ -112,6 +112,7 @@ bool EtcdWatch::RunStream(absl::Status* why) {
     if (options_.only_deletes) {
       create->add_filters(etcdserverpb::WatchCreateRequest::NOPUT);
     }
+    create->set_prev_kv(options_.prev_kv);
   }
   std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::WatchRequest,
                                            etcdserverpb::WatchResponse>>
@@ -159,6 +160,7 @@ bool EtcdWatch::RunStream(absl::Status* why) {
           out.create_revision = e.kv().create_revision();
         }
         out.mod_revision = e.kv().mod_revision();
+        if (e.has_prev_kv()) out.prev_value = e.prev_kv().value();
         events.push_back(std::move(out));
       }
       {

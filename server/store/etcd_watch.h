@@ -18,6 +18,12 @@
 // on_end runs at most once, never after Cancel() (or the destructor)
 // returns, and never for a Cancel().
 //
+// Previous values: with `prev_kv` set, etcd attaches to every update and
+// delete event the key's value before it (read at mod_revision - 1), so a
+// follower needs no copy of its own. etcd omits it for a create (a put
+// with create_revision == mod_revision) and when that older revision has
+// been compacted; then WatchEvent::prev_value is nullopt.
+//
 // Progress: RequestProgress() asks etcd (WatchProgressRequest) for a
 // notification that every event up to its current revision has been sent;
 // progress_revision() is then that revision (once the callbacks for every
@@ -26,19 +32,21 @@
 // caught up when progress_revision() >= a linearizable read's revision.
 //
 // Thread safety: Cancel(), next_revision(), RequestProgress() and
-// progress_revision() may be called from any thread but a callback; callbacks run on the watch thread, one at a time, and must
-// not call Cancel() or destroy the watch.
+// progress_revision() may be called from any thread but a callback; callbacks
+// run on the watch thread, one at a time, and must not call Cancel() or destroy
+// the watch.
 #ifndef LOCKWARDEN_SERVER_STORE_ETCD_WATCH_H_
 #define LOCKWARDEN_SERVER_STORE_ETCD_WATCH_H_
+
+#include <grpcpp/grpcpp.h>
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -63,6 +71,9 @@ struct WatchEvent {
   std::string value;  // Empty for kDelete.
   int64_t mod_revision = 0;
   int64_t create_revision = 0;  // 0 for kDelete.
+  // The value before this event; only with EtcdWatchOptions::prev_kv, and
+  // nullopt for a create or when etcd had compacted the older revision.
+  std::optional<std::string> prev_value;
 };
 
 struct EtcdWatchOptions {
@@ -71,6 +82,7 @@ struct EtcdWatchOptions {
   int64_t start_revision = 0;  // Inclusive; must be > 0.
   std::string strip_prefix;    // Removed from every delivered key.
   bool only_deletes = false;   // Ask etcd to drop put events.
+  bool prev_kv = false;        // Ask etcd for each event's previous value.
 };
 
 class EtcdWatch {

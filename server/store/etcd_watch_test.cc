@@ -1,9 +1,12 @@
 // EtcdWatch on a 3-member etcd cluster: when the member serving the watch is
 // killed mid-stream, the watch resumes on another member from the next
 // revision, so a standby following the state sees every commit exactly
-// once, in order, whole.
+// once, in order, whole. With prev_kv every update and delete carries the
+// value it replaced, except a create and a change whose older revision etcd
+// has compacted.
 #include "server/store/etcd_watch.h"
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -97,6 +100,91 @@ TEST(EtcdWatchTest, ResumesOnAnotherMemberWithoutGapsOrDuplicates) {
   ASSERT_THAT(all, IsOk());
   EXPECT_EQ(seen.size(), all->size());
   EXPECT_GE(static_cast<int>(seen.size()), acknowledged);
+}
+
+// Collects every event a watch delivers.
+struct Collected {
+  void Add(const std::vector<WatchEvent>& events) {
+    absl::MutexLock lock(&mu);
+    all.insert(all.end(), events.begin(), events.end());
+  }
+  std::vector<WatchEvent> WaitFor(size_t n) {
+    absl::MutexLock lock(&mu);
+    auto enough = [this, n] { return all.size() >= n; };
+    mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+    return all;
+  }
+  absl::Mutex mu;
+  std::vector<WatchEvent> all ABSL_GUARDED_BY(mu);
+};
+
+TEST(EtcdWatchTest, PreviousValuesExceptForCreatesAndCompactedRevisions) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster =
+      EtcdCluster::Start({.members = 1});
+  ASSERT_THAT(cluster, IsOk());
+  EtcdStoreOptions options;
+  options.client.endpoints = (*cluster)->ClientEndpoints();
+  options.key_prefix = "/lwtest/prevkv/";
+  options.fenced = false;
+  std::unique_ptr<EtcdStore> store = *EtcdStore::Open(options);
+  absl::StatusOr<int64_t> start = store->CurrentRevision();
+  ASSERT_THAT(start, IsOk());
+  LW_ASSERT_OK(store->Commit({Mutation::Put("k", "v1")}));  // start + 1
+  LW_ASSERT_OK(store->Commit({Mutation::Put("k", "v2")}));  // start + 2
+  LW_ASSERT_OK(store->Commit({Mutation::Delete("k")}));     // start + 3
+  LW_ASSERT_OK(store->Commit({Mutation::Put("k", "v3")}));  // start + 4
+  LW_ASSERT_OK(store->Commit({Mutation::Put("k", "v4")}));  // start + 5
+
+  Collected with_prev;
+  absl::StatusOr<std::unique_ptr<EtcdWatch>> watch = store->WatchFrom(
+      *start + 1, [&](const std::vector<WatchEvent>& e) { with_prev.Add(e); },
+      [](absl::Status s) { ADD_FAILURE() << "watch ended: " << s; },
+      /*previous_values=*/true);
+  ASSERT_THAT(watch, IsOk());
+  std::vector<WatchEvent> events = with_prev.WaitFor(5);
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_FALSE(events[0].prev_value.has_value());  // Create.
+  EXPECT_EQ(events[0].create_revision, events[0].mod_revision);
+  EXPECT_EQ(events[1].prev_value, std::optional<std::string>("v1"));
+  EXPECT_EQ(events[1].create_revision, *start + 1);
+  EXPECT_EQ(events[2].type, WatchEvent::Type::kDelete);
+  EXPECT_EQ(events[2].prev_value, std::optional<std::string>("v2"));
+  EXPECT_FALSE(events[3].prev_value.has_value());  // Created again.
+  EXPECT_EQ(events[3].create_revision, *start + 4);
+  EXPECT_EQ(events[4].prev_value, std::optional<std::string>("v3"));
+  (*watch)->Cancel();
+
+  // Without asking: no previous values.
+  Collected without;
+  watch = store->WatchFrom(
+      *start + 1, [&](const std::vector<WatchEvent>& e) { without.Add(e); },
+      nullptr);
+  ASSERT_THAT(watch, IsOk());
+  for (const WatchEvent& e : without.WaitFor(5))
+    EXPECT_FALSE(e.prev_value.has_value());
+  (*watch)->Cancel();
+
+  // Compacted at start + 5: the update's previous value (read at
+  // start + 4) is gone, the watch from start + 5 still starts. (A delete
+  // at the compaction revision would not be delivered at all: compaction
+  // drops tombstones at or below it.)
+  const std::string compact =
+      absl::StrCat("ETCDCTL_API=3 etcdctl --command-timeout=10s --endpoints=",
+                   (*cluster)->EndpointsFlag(), " compact --physical ",
+                   *start + 5, " >/dev/null 2>&1");
+  ASSERT_EQ(std::system(compact.c_str()), 0) << compact;
+  Collected compacted;
+  watch = store->WatchFrom(
+      *start + 5, [&](const std::vector<WatchEvent>& e) { compacted.Add(e); },
+      [](absl::Status s) { ADD_FAILURE() << "watch ended: " << s; },
+      /*previous_values=*/true);
+  ASSERT_THAT(watch, IsOk());
+  events = compacted.WaitFor(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, WatchEvent::Type::kPut);
+  EXPECT_EQ(events[0].value, "v4");
+  EXPECT_EQ(events[0].create_revision, *start + 4);  // An update...
+  EXPECT_FALSE(events[0].prev_value.has_value());  // ...without its old value.
 }
 
 TEST(EtcdWatchTest, RejectsBadOptions) {
