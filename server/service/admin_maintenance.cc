@@ -24,7 +24,6 @@
 
 namespace lockwarden::service {
 
-using admin_internal::Audit;
 using admin_internal::Finish;
 using admin_internal::CheckGatewayId;
 using admin_internal::UnknownGatewayError;
@@ -52,35 +51,33 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DrainGateway(
   cmd.request_id = request->request_id();
   cmd.gateway = request->gateway_id();
   cmd.drain = request->drain();
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  const std::string caller = auth_.CallerIdentity(*ctx);
-  const std::string reason = request->reason();
   const std::string gateway = request->gateway_id();
-  runner_->Submit(cmd, [=](absl::StatusOr<core::Reply> r) {
-    absl::Status status = r.status();
-    if (r.ok() && r->status == core::LockStatus::kNotFound) {
-      status = UnknownGatewayError(gateway);
-    } else if (r.ok() && r->status != core::LockStatus::kGranted) {
-      status = absl::InvalidArgumentError(r->message);
-    }
-    if (status.ok()) {
-      status = runner_->ReadNow([&](const core::LockCore& core, int64_t) {
-        for (const core::GatewayInfo& g : core.ListGateways()) {
-          if (g.name != gateway) continue;
-          response->set_draining(g.draining);
-          response->set_pending_events(g.pending_events);
-          core::LockFilter filter;
-          filter.gateway = g.name;
-          response->set_waiter_count(
-              core.ListWaiters(filter, 0, core.options().waiters_max).size());
-          activity_.SetDraining(gateway, g.draining);
+  return SubmitMutation(
+      ctx, "DrainGateway", request->reason(), target, cmd,
+      [this, gateway, response](const absl::StatusOr<core::Reply>& r) {
+        absl::Status status = r.status();
+        if (r.ok() && r->status == core::LockStatus::kNotFound) {
+          status = UnknownGatewayError(gateway);
+        } else if (r.ok() && r->status != core::LockStatus::kGranted) {
+          status = absl::InvalidArgumentError(r->message);
         }
+        if (status.ok()) {
+          status = runner_->ReadNow([&](const core::LockCore& core, int64_t) {
+            for (const core::GatewayInfo& g : core.ListGateways()) {
+              if (g.name != gateway) continue;
+              response->set_draining(g.draining);
+              response->set_pending_events(g.pending_events);
+              core::LockFilter filter;
+              filter.gateway = g.name;
+              response->set_waiter_count(
+                  core.ListWaiters(filter, 0, core.options().waiters_max)
+                      .size());
+              activity_.SetDraining(gateway, g.draining);
+            }
+          });
+        }
+        return status;
       });
-    }
-    Audit("DrainGateway", caller, reason, target, status);
-    reactor->Finish(ToGrpcStatus(status));
-  });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::EndGrace(grpc::CallbackServerContext* ctx,
@@ -96,34 +93,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EndGrace(grpc::CallbackServerContext
   core::EndGraceCmd cmd;
   cmd.request_id = request->request_id();
   cmd.gateway = request->gateway_id();
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  const std::string caller = auth_.CallerIdentity(*ctx);
-  const std::string reason = request->reason();
   const std::string gateway = request->gateway_id();
-  runner_->Submit(cmd, [=](absl::StatusOr<core::Reply> r) {
-    absl::Status status = r.status();
-    if (r.ok()) {
-      switch (r->status) {
-        case core::LockStatus::kGranted:
-          response->set_released_locks(0);
-          response->set_released_shares(0);
-          break;
-        case core::LockStatus::kNotFound:
-          status = UnknownGatewayError(gateway);
-          break;
-        case core::LockStatus::kGrace:
-          status = absl::FailedPreconditionError(
-              absl::StrCat("gateway identity '", gateway, "' is not in a grace period"));
-          break;
-        default:
-          status = absl::InvalidArgumentError(r->message);
-          break;
-      }
-    }
-    Audit("EndGrace", caller, reason, target, status);
-    reactor->Finish(ToGrpcStatus(status));
-  });
-  return reactor;
+  return SubmitMutation(
+      ctx, "EndGrace", request->reason(), target, cmd,
+      [gateway, response](const absl::StatusOr<core::Reply>& r) {
+        if (!r.ok()) return r.status();
+        switch (r->status) {
+          case core::LockStatus::kGranted:
+            response->set_released_locks(0);
+            response->set_released_shares(0);
+            return absl::OkStatus();
+          case core::LockStatus::kNotFound:
+            return UnknownGatewayError(gateway);
+          case core::LockStatus::kGrace:
+            return absl::FailedPreconditionError(absl::StrCat(
+                "gateway identity '", gateway, "' is not in a grace period"));
+          default:
+            return absl::InvalidArgumentError(r->message);
+        }
+      });
 }
 
 }  // namespace lockwarden::service

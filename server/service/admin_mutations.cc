@@ -24,6 +24,7 @@
 namespace lockwarden::service {
 namespace {
 
+using admin_internal::AdmittedMutation;
 using admin_internal::Audit;
 using admin_internal::Finish;
 using admin_internal::UnknownGatewayError;
@@ -280,6 +281,42 @@ absl::Status AdminServiceImpl::Admit(grpc::CallbackServerContext* ctx, absl::str
   return s;
 }
 
+admin_internal::AdmittedMutation::AdmittedMutation(
+    grpc::CallbackServerContext* ctx, absl::string_view call,
+    std::string caller, std::string reason, std::string target)
+    : reactor_(ctx->DefaultReactor()),
+      call_(call),
+      caller_(std::move(caller)),
+      reason_(std::move(reason)),
+      target_(std::move(target)) {}
+
+grpc::ServerUnaryReactor* admin_internal::AdmittedMutation::Finish(
+    const absl::Status& outcome) const {
+  Audit(call_, caller_, reason_, target_, outcome);
+  reactor_->Finish(ToGrpcStatus(outcome));
+  return reactor_;
+}
+
+AdmittedMutation AdminServiceImpl::Admitted(grpc::CallbackServerContext* ctx,
+                                            absl::string_view call,
+                                            const std::string& reason,
+                                            absl::string_view target) const {
+  return AdmittedMutation(ctx, call, auth_.CallerIdentity(*ctx), reason,
+                          std::string(target));
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::SubmitMutation(
+    grpc::CallbackServerContext* ctx, absl::string_view call,
+    const std::string& reason, absl::string_view target, core::Command cmd,
+    admin_internal::MutationOutcome outcome) {
+  const AdmittedMutation mutation = Admitted(ctx, call, reason, target);
+  runner_->Submit(std::move(cmd), [mutation, outcome = std::move(outcome)](
+                                      absl::StatusOr<core::Reply> r) {
+    mutation.Finish(outcome(r));
+  });
+  return mutation.reactor();
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::ForceRelease(
     grpc::CallbackServerContext* ctx, const v1::ForceReleaseRequest* request,
     v1::ForceReleaseResponse* response) {
@@ -300,9 +337,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ForceRelease(
   if (request->validate_only()) {
     return Finish(ctx, absl::OkStatus());
   }
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  const std::string caller = auth_.CallerIdentity(*ctx);
-  const std::string reason = request->reason();
+  const AdmittedMutation mutation =
+      Admitted(ctx, "ForceRelease", request->reason(), target);
   CoreRunner* runner = runner_;
   SubmitAll(runner_, std::make_shared<std::vector<core::Command>>(plan->cmds), 0,
             std::make_shared<std::vector<core::Reply>>(),
@@ -324,10 +360,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ForceRelease(
                 for (uint64_t id : plan->bystanders) granted += still.contains(id) ? 0 : 1;
                 response->set_granted_waiters(granted);
               }
-              Audit("ForceRelease", caller, reason, target, status);
-              reactor->Finish(ToGrpcStatus(status));
+              mutation.Finish(status);
             });
-  return reactor;
+  return mutation.reactor();
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::SimulateClientReboot(
@@ -404,19 +439,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SimulateClientReboot(
   });
   if (s.ok()) s = verdict;
   if (!s.ok()) return Finish(ctx, s);
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  const std::string caller = auth_.CallerIdentity(*ctx);
-  const std::string reason = request->reason();
-  runner_->Submit(cmd, [=](absl::StatusOr<core::Reply> r) {
-    absl::Status status = r.ok() ? ReplyStatus(*r) : r.status();
-    if (status.ok() && r->stale) {
-      status = absl::InvalidArgumentError(
-          "new_state: not newer than the recorded state (changed concurrently)");
-    }
-    Audit("SimulateClientReboot", caller, reason, target, status);
-    reactor->Finish(ToGrpcStatus(status));
-  });
-  return reactor;
+  return SubmitMutation(ctx, "SimulateClientReboot", request->reason(), target,
+                        cmd, [](const absl::StatusOr<core::Reply>& r) {
+                          absl::Status status =
+                              r.ok() ? ReplyStatus(*r) : r.status();
+                          if (status.ok() && r->stale) {
+                            status = absl::InvalidArgumentError(
+                                "new_state: not newer than the recorded state "
+                                "(changed concurrently)");
+                          }
+                          return status;
+                        });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ResetGateway(
@@ -452,26 +485,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ResetGateway(
   core::ResetGatewayCmd cmd;
   cmd.request_id = request->request_id();
   cmd.gateway = request->gateway_id();
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  const std::string caller = auth_.CallerIdentity(*ctx);
-  const std::string reason = request->reason();
   CoreRunner* runner = runner_;
-  runner_->Submit(cmd, [=](absl::StatusOr<core::Reply> r) {
-    absl::Status status = r.ok() ? ReplyStatus(*r) : r.status();
-    if (status.ok()) {
-      response->set_new_state(r->nsm_state);
-      (void)runner->ReadNow([&](const core::LockCore& core, int64_t) {
-        for (const core::GatewayInfo& g : core.ListGateways()) {
-          if (g.name == cmd.gateway && g.grace_until_ms != 0) {
-            SetTimestampMs(g.grace_until_ms, response->mutable_grace_ends_at());
-          }
+  const std::string gateway = request->gateway_id();
+  return SubmitMutation(
+      ctx, "ResetGateway", request->reason(), target, cmd,
+      [runner, gateway, response](const absl::StatusOr<core::Reply>& r) {
+        absl::Status status = r.ok() ? ReplyStatus(*r) : r.status();
+        if (status.ok()) {
+          response->set_new_state(r->nsm_state);
+          (void)runner->ReadNow([&](const core::LockCore& core, int64_t) {
+            for (const core::GatewayInfo& g : core.ListGateways()) {
+              if (g.name == gateway && g.grace_until_ms != 0) {
+                SetTimestampMs(g.grace_until_ms,
+                               response->mutable_grace_ends_at());
+              }
+            }
+          });
         }
+        return status;
       });
-    }
-    Audit("ResetGateway", caller, reason, target, status);
-    reactor->Finish(ToGrpcStatus(status));
-  });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::StepDown(grpc::CallbackServerContext* ctx,
@@ -491,8 +523,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::StepDown(grpc::CallbackServerContext
     status = leader.status();
     if (leader.ok()) response->set_new_leader_address(*leader);
   }
-  Audit("StepDown", auth_.CallerIdentity(*ctx), request->reason(), "leadership", status);
-  return Finish(ctx, status);
+  return Admitted(ctx, "StepDown", request->reason(), "leadership")
+      .Finish(status);
 }
 
 }  // namespace lockwarden::service

@@ -16,7 +16,9 @@
 // Views read the core under CoreRunner::ReadNow (the core's mutex), one page
 // at a time, so a listing never stalls the lock service for O(table).
 // Mutations go through CoreRunner::Submit like any NLM request: their
-// replies are released only once durable.
+// replies are released only once durable. Each writes one audit line: when
+// Admit refuses it, else when it completes (AdmittedMutation::Finish, which
+// SubmitMutation calls with the core's reply).
 //
 // Thread-safety: handlers run concurrently; state lives in the CoreRunner;
 // ServerInfo, the authoriser and the leadership hook are constant after
@@ -26,6 +28,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -46,6 +49,38 @@ inline constexpr size_t kReasonBytesMax = 1024;
 // Most key and value bytes an ImportSnapshot holds in memory while it
 // verifies the stream.
 inline constexpr size_t kImportBytesMax = 256u << 20;
+
+namespace admin_internal {
+
+// An admitted mutation: its call's reactor and the fields of its audit
+// line, copied so that a completion callback can keep it after the handler
+// returned. Finish() writes the one "admin_audit" line of the call, then
+// answers it: the log has the outcome before the client does.
+class AdmittedMutation {
+ public:
+  // Takes `ctx`'s default reactor: from here on the call is answered only
+  // through Finish(), once.
+  AdmittedMutation(grpc::CallbackServerContext* ctx, absl::string_view call,
+                   std::string caller, std::string reason, std::string target);
+
+  // Audits `outcome`, finishes the call with it and returns its reactor.
+  grpc::ServerUnaryReactor* Finish(const absl::Status& outcome) const;
+  grpc::ServerUnaryReactor* reactor() const { return reactor_; }
+
+ private:
+  grpc::ServerUnaryReactor* reactor_;
+  std::string call_;
+  std::string caller_;
+  std::string reason_;
+  std::string target_;
+};
+
+// Turns the core's reply to a mutation's command into the call's outcome,
+// filling its response on the way.
+using MutationOutcome =
+    std::function<absl::Status(const absl::StatusOr<core::Reply>& reply)>;
+
+}  // namespace admin_internal
 
 // Leadership of this server, as replication sees it. The single-node server
 // has none (nullptr): it is always the leader and cannot step down.
@@ -172,6 +207,18 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   // Authorisation + reason check + audit line for a mutation.
   absl::Status Admit(grpc::CallbackServerContext* ctx, absl::string_view call,
                      const std::string& reason, absl::string_view target) const;
+  // The mutation `call` on `target` that Admit let in, for its caller.
+  admin_internal::AdmittedMutation Admitted(grpc::CallbackServerContext* ctx,
+                                            absl::string_view call,
+                                            const std::string& reason,
+                                            absl::string_view target) const;
+  // Submits `cmd` for the admitted mutation `call`; once the core answered,
+  // `outcome` makes the call's status of the reply, and the call is audited
+  // and finished. Returns the call's reactor.
+  grpc::ServerUnaryReactor* SubmitMutation(
+      grpc::CallbackServerContext* ctx, absl::string_view call,
+      const std::string& reason, absl::string_view target, core::Command cmd,
+      admin_internal::MutationOutcome outcome);
 
   CoreRunner* const runner_;
   const store::StateStore* const store_;
