@@ -39,6 +39,76 @@ bool ParseIdKey(absl::string_view key, uint64_t* id) {
   return true;
 }
 
+std::string DedupRingKey(uint64_t ring, uint64_t slot) {
+  std::string key(kDedupPrefix);
+  key.resize(key.size() + 17);
+  char* p = key.data() + key.size();
+  for (int i = 0; i < 8; ++i) {
+    *--p = kHex[slot & 0xf];
+    slot >>= 4;
+  }
+  *--p = '/';
+  for (int i = 0; i < 8; ++i) {
+    *--p = kHex[ring & 0xf];
+    ring >>= 4;
+  }
+  return key;
+}
+
+namespace {
+
+bool ParseHex8(absl::string_view s, uint64_t* v) {
+  uint64_t x = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return false;
+    }
+    x = (x << 4) | static_cast<uint64_t>(d);
+  }
+  *v = x;
+  return true;
+}
+
+}  // namespace
+
+bool ParseDedupRingKey(absl::string_view key, uint64_t* ring, uint64_t* slot) {
+  if (key.size() != 19 || key.substr(0, 2) != kDedupPrefix || key[10] != '/') {
+    return false;
+  }
+  return ParseHex8(key.substr(2, 8), ring) && ParseHex8(key.substr(11), slot);
+}
+
+std::string EncodeDedupRecord(const DedupRecord& d) {
+  Writer w;
+  w.Bytes(d.request_id);
+  w.U8(d.command_kind);
+  WriteReply(w, d.reply);
+  w.U64(d.sequence);
+  return std::move(w).Finish();
+}
+
+bool DecodeDedupRecord(absl::string_view key, absl::string_view value,
+                       DedupRecord* out) {
+  Reader r(value);
+  if (!r.Version() || !r.Bytes(&out->request_id) || !r.U8(&out->command_kind) ||
+      !ReadReply(r, &out->reply)) {
+    return false;
+  }
+  uint64_t ring = 0, slot = 0;
+  if (ParseDedupRingKey(key, &ring, &slot)) {
+    return r.U64(&out->sequence) && r.Done() && ring > 0 && out->sequence > 0 &&
+           out->sequence % ring == slot;
+  }
+  // The layout before the ring: the key's id is the sequence, no field.
+  return key.substr(0, 2) == kDedupPrefix && ParseIdKey(key, &out->sequence) &&
+         out->sequence > 0 && r.Done();
+}
+
 void Writer::U64(uint64_t v) {
   while (v >= 0x80) {
     out_.push_back(static_cast<char>((v & 0x7f) | 0x80));

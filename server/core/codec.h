@@ -16,7 +16,15 @@
 //   g/<gateway name>    a gateway identity: NSM state, grace, ledger
 //   n/<id>              an NSM monitor registration
 //   e/<sequence>        a pending event in a gateway's outbox
-//   d/<id>              a remembered request id and its reply (dedup)
+//   d/<ring>/<slot>     a remembered request id and its reply (dedup):
+//                       <ring> is dedup_entries_max and <slot> is
+//                       sequence % <ring>, each 8 lower-case hex digits,
+//                       so a ring of N slots is overwritten in place (one
+//                       put per new entry, no delete)
+//   d/<id>              the same record in the layout written before the
+//                       ring (FIFO, sequence = <id> from next_id, evicted
+//                       by a delete); read, never written: LockCore moves
+//                       such records into the ring (lock_core_dedup.cc)
 // Names in keys are raw bytes; a prefix is never followed by another
 // prefix's content, so the families cannot collide.
 //
@@ -54,7 +62,9 @@
 //                              u64 my_prog, u64 my_vers, u64 my_proc,
 //                              bytes priv
 //   import:   u64 key_count, i64 started_ms, bytes source
-//   dedup:    bytes request_id, u8 command_kind, reply
+//   dedup:    bytes request_id, u8 command_kind, reply, [u64 sequence]
+//             (sequence: present, > 0 and = <slot> mod <ring>, in ring
+//             records; absent in d/<id> records, whose sequence is <id>)
 //   reply:    u8 status, bytes message, bool has_holder,
 //             [owner, u64 offset, u64 length, bool exclusive],
 //             u64 fencing_token, i32 nsm_state, bool stale, u64 released
@@ -90,6 +100,31 @@ inline constexpr char kDedupPrefix[] = "d/";
 std::string IdKey(const char* prefix, uint64_t id);
 // Parses the 16 hex digits after a 2-byte prefix; false if malformed.
 bool ParseIdKey(absl::string_view key, uint64_t* id);
+
+// Dedup ring keys "d/<ring>/<slot>" (8 hex digits each). The ring size is
+// part of the key so that rings of different sizes (dedup_entries_max
+// changed between restarts) and the old d/<id> layout never share a key:
+// a write into the current ring can only overwrite a record of the current
+// ring, which is then outside the window of the newest `ring` sequences
+// (lock_core_dedup.cc relies on this to move old records one at a time).
+inline constexpr uint64_t kDedupRingMax = 0xffffffffu;
+std::string DedupRingKey(uint64_t ring, uint64_t slot);
+// Parses a ring key; false for anything else (including d/<id>).
+bool ParseDedupRingKey(absl::string_view key, uint64_t* ring, uint64_t* slot);
+
+// A dedup record, either layout (d/<ring>/<slot> or the old d/<id>).
+struct DedupRecord {
+  uint64_t sequence = 0;
+  std::string request_id;
+  uint8_t command_kind = 0;
+  Reply reply;
+};
+// Encodes a ring record's value.
+std::string EncodeDedupRecord(const DedupRecord& d);
+// Decodes the record stored under `key` (checks the key/sequence rules
+// above); false if malformed. Does not check command_kind's range.
+bool DecodeDedupRecord(absl::string_view key, absl::string_view value,
+                       DedupRecord* out);
 
 // Appends values in the grammar above.
 class Writer {

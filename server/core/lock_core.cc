@@ -55,7 +55,11 @@ const char* LockStatusName(LockStatus s) {
   return "?";
 }
 
-LockCore::LockCore(CoreOptions options) : options_(std::move(options)) {}
+LockCore::LockCore(CoreOptions options)
+    : options_(std::move(options)),
+      dedup_ring_(std::make_unique<internal::DedupRing>()),
+      dedup_index_(0, internal::DedupSlotHash{dedup_ring_.get()},
+                   internal::DedupSlotEq{dedup_ring_.get()}) {}
 
 // ---- Input validation: every field from the network is checked here so
 // the algorithms below can assume well-formed values.
@@ -110,17 +114,22 @@ Effects LockCore::Apply(const Command& cmd, int64_t now_ms) {
   if (dedup && rid->size() > options_.name_bytes_max) {
     fx.reply = Invalid(absl::StrCat("request_id longer than ",
                                     options_.name_bytes_max, " bytes"));
-  } else if (auto it = dedup ? dedup_.find(*rid) : dedup_.end();
-             it != dedup_.end()) {
+  } else if (const internal::DedupEntry* seen =
+                 dedup ? FindRemembered(*rid) : nullptr) {
     // A retry: answer what the first attempt answered, change nothing.
-    fx.reply = it->second.command_kind == kind
-                   ? it->second.reply
+    fx.reply = seen->command_kind == kind
+                   ? seen->reply
                    : Invalid("request_id reused for a different command");
   } else {
     fx.reply = Dispatch(cmd);
     if (dedup) RememberReply(*rid, kind, fx.reply);
   }
-  if (counters_ != before) PutCounters();
+  // Records of another dedup layout ride along with a commit that happens
+  // anyway (lock_core_dedup.cc), so a retry or a no-op stays delta-free.
+  if (!fx.delta.empty() && !dedup_stale_.empty()) MigrateDedupRecords();
+  if (counters_ != before || (!counters_persisted_ && !fx.delta.empty())) {
+    PutCounters();
+  }
   fx_ = nullptr;
   return fx;
 }

@@ -34,6 +34,7 @@
 #include <deque>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -273,8 +274,7 @@ class LockCore {
                            const internal::MonitorKey& k,
                            const internal::MonitorEntry& e) const;
   std::string EventValue(const Event& e) const;
-  std::string DedupValue(const std::string& request_id,
-                         const internal::DedupEntry& d) const;
+  std::string DedupValue(const internal::DedupEntry& d) const;
   void Put(std::string key, std::string value);
   void Delete(std::string key);
   void PutCounters();
@@ -291,8 +291,28 @@ class LockCore {
   void DeleteMonitor(uint64_t id);
   void PutEvent(const Event& e);
   void DeleteEvent(uint64_t sequence);
+
+  // ---- Request dedup (lock_core_dedup.cc) ----
+  // The slots of the dedup ring: dedup_entries_max, capped at the key's
+  // 8 hex digits.
+  uint64_t DedupRingSize() const;
+  const internal::DedupEntry* FindRemembered(
+      absl::string_view request_id) const;
   void RememberReply(const std::string& request_id, uint8_t kind,
                      const Reply& reply);
+  // Puts a new entry into its slot (evicting the one there) without a
+  // delta: Rebuild and ApplyRecords.
+  internal::DedupEntry& PlaceDedupEntry(uint64_t slot, internal::DedupEntry e);
+  void EvictDedupSlot(uint64_t slot);
+  // Moves or deletes up to kDedupMigrationRecordsPerApply stale records
+  // (dedup_stale_), in the delta of the Apply in progress.
+  void MigrateDedupRecords();
+  // Rebuild: sorts the decoded records into the ring and dedup_stale_.
+  absl::Status FinishDedupRebuild();
+  // ApplyRecords of one d/ record (value nullopt: deleted).
+  absl::Status ApplyDedupRecord(const std::string& key,
+                                const std::optional<std::string>& value);
+  absl::Status CheckDedup() const;
   absl::Status RebuildRecord(const std::string& key, const std::string& value);
   // An interrupted-import core over `records` (which hold the marker).
   static absl::StatusOr<LockCore> FromInterruptedImport(
@@ -305,9 +325,6 @@ class LockCore {
   absl::Status FinishRebuild();
 
   // ---- Checks (lock_core_check.cc) ----
-  // Every remembered request id maps back to its FIFO slot (O(n) lookups,
-  // so only Rebuild runs it; CheckInvariants checks sizes and order).
-  absl::Status CheckDedupIndex() const;
   absl::Status CheckFile(const std::string& fh, const FileState& f,
                          absl::flat_hash_map<OwnerId, uint32_t>& refs,
                          size_t& unconfirmed) const;
@@ -327,8 +344,19 @@ class LockCore {
   absl::flat_hash_map<std::string, std::vector<std::string>> client_addresses_;
   absl::flat_hash_map<uint64_t, internal::UnconfirmedGrant> unconfirmed_;
   absl::btree_set<std::pair<int64_t, uint64_t>> grant_deadlines_;
-  absl::flat_hash_map<std::string, internal::DedupEntry> dedup_;
-  std::deque<std::pair<uint64_t, std::string>> dedup_order_;  // FIFO.
+  // Request dedup: the ring (its address is stable: the index hashes
+  // through it), the index by request id, the next sequence (max persisted
+  // sequence + 1: derived, so remembering a reply writes no counters), and
+  // the persisted d/ records that are not at the ring key of a live entry.
+  std::unique_ptr<internal::DedupRing> dedup_ring_;
+  internal::DedupIndex dedup_index_;
+  uint64_t dedup_next_sequence_ = 1;
+  std::map<std::string, internal::StaleDedupRecord> dedup_stale_;
+  // Rebuild only: the decoded d/ records, sorted out by FinishDedupRebuild.
+  std::vector<std::pair<std::string, std::string>> rebuild_dedup_;
+  // Whether m/counters is in the store: the first delta writes it even when
+  // no counter moved, so a store is never without it.
+  bool counters_persisted_ = false;
   absl::flat_hash_map<uint64_t, std::string> shares_by_id_;   // id -> fh.
   absl::flat_hash_set<const FileState*> waiting_files_;  // Have waiters.
   // Owner -> its waiters (file, waiter id): the out-edges of the wait-for

@@ -194,27 +194,7 @@ absl::Status LockCore::CheckInvariants() const {
   if (monitors != monitor_count_ || events != event_count_) {
     return absl::InternalError("invariant broken: monitor or event count");
   }
-  if (dedup_.size() != dedup_order_.size()) {
-    return absl::InternalError("invariant broken: dedup index");
-  }
-  uint64_t previous = 0;
-  for (const auto& [id, request_id] : dedup_order_) {
-    if (id <= previous || id >= counters_.next_id) {
-      return absl::InternalError("invariant broken: dedup order");
-    }
-    previous = id;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status LockCore::CheckDedupIndex() const {
-  for (const auto& [id, request_id] : dedup_order_) {
-    auto it = dedup_.find(request_id);
-    if (it == dedup_.end() || it->second.id != id) {
-      return absl::InternalError("invariant broken: dedup index");
-    }
-  }
-  return absl::OkStatus();
+  return CheckDedup();
 }
 
 std::string LockCore::DebugString() const {
@@ -289,7 +269,11 @@ std::string LockCore::DebugString() const {
     }
   }
   for (const auto& [seq, line] : events) absl::StrAppend(&out, line);
-  absl::StrAppend(&out, "dedup ", dedup_.size(), "\n");
+  // The next sequence only means something while there is a ring (with
+  // none, Rebuild derives it from garbage that is being deleted).
+  absl::StrAppend(&out, "dedup ", dedup_index_.size(), " next ",
+                  DedupRingSize() > 0 ? dedup_next_sequence_ : 0, " stale ",
+                  dedup_stale_.size(), "\n");
   return out;
 }
 

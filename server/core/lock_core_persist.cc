@@ -1,5 +1,5 @@
-// LockCore: the records it persists (format in codec.h), request dedup,
-// Snapshot() and Rebuild() from the persisted records.
+// LockCore: the records it persists (format in codec.h) and Snapshot().
+// Request dedup records: lock_core_dedup.cc; Rebuild: lock_core_rebuild.cc.
 #include <algorithm>
 
 #include "absl/strings/escaping.h"
@@ -133,15 +133,6 @@ std::string LockCore::EventValue(const Event& e) const {
   return std::move(w).Finish();
 }
 
-std::string LockCore::DedupValue(const std::string& request_id,
-                                 const internal::DedupEntry& d) const {
-  Writer w;
-  w.Bytes(request_id);
-  w.U8(d.command_kind);
-  codec::WriteReply(w, d.reply);
-  return std::move(w).Finish();
-}
-
 // ---- Delta emission (no-ops outside Apply, e.g. during Rebuild) -----------
 
 void LockCore::Put(std::string key, std::string value) {
@@ -156,6 +147,7 @@ void LockCore::Delete(std::string key) {
 
 void LockCore::PutCounters() {
   Put(std::string(codec::kCountersKey), CountersValue());
+  if (fx_ != nullptr) counters_persisted_ = true;
 }
 void LockCore::PutLock(const std::string& fh, const LockEntry& l) {
   if (fx_ != nullptr) Put(IdKey(codec::kLockPrefix, l.token), LockValue(fh, l));
@@ -196,28 +188,13 @@ void LockCore::DeleteEvent(uint64_t sequence) {
   Delete(IdKey(codec::kEventPrefix, sequence));
 }
 
-void LockCore::RememberReply(const std::string& request_id, uint8_t kind,
-                             const Reply& reply) {
-  if (options_.dedup_entries_max == 0) return;
-  while (dedup_.size() >= options_.dedup_entries_max) {  // FIFO eviction.
-    const auto& [id, oldest] = dedup_order_.front();
-    Delete(IdKey(codec::kDedupPrefix, id));
-    dedup_.erase(oldest);
-    dedup_order_.pop_front();
-  }
-  internal::DedupEntry d{NewId(), kind, reply};
-  Put(IdKey(codec::kDedupPrefix, d.id), DedupValue(request_id, d));
-  dedup_order_.emplace_back(d.id, request_id);
-  dedup_.emplace(request_id, std::move(d));
-}
-
 // ---- Snapshot --------------------------------------------------------------
 
 std::map<std::string, std::string> LockCore::Snapshot() const {
   if (import_marker_.has_value()) return import_records_;
   std::map<std::string, std::string> out;
   // A fresh core has persisted nothing, not even its counters.
-  if (counters_ != internal::Counters{}) {
+  if (counters_persisted_) {
     out[std::string(codec::kCountersKey)] = CountersValue();
   }
   for (const auto& [fh, f] : files_) {
@@ -243,9 +220,13 @@ std::map<std::string, std::string> LockCore::Snapshot() const {
       out[IdKey(codec::kEventPrefix, seq)] = EventValue(e);
     }
   }
-  for (const auto& [rid, d] : dedup_) {
-    out[IdKey(codec::kDedupPrefix, d.id)] = DedupValue(rid, d);
+  const std::vector<internal::DedupEntry>& slots = dedup_ring_->slots;
+  for (size_t slot = 0; slot < slots.size(); ++slot) {
+    const internal::DedupEntry& e = slots[slot];
+    if (e.sequence == 0 || !e.at_slot) continue;
+    out[codec::DedupRingKey(DedupRingSize(), slot)] = DedupValue(e);
   }
+  for (const auto& [key, stale] : dedup_stale_) out[key] = stale.value;
   return out;
 }
 

@@ -119,6 +119,7 @@ absl::Status LockCore::RebuildRecord(const std::string& key,
         !r.U64(&counters_.events_dropped) || !r.Done()) {
       return Corrupt(key, "malformed counters");
     }
+    counters_persisted_ = true;
     return absl::OkStatus();
   }
   if (family == "m/") return Corrupt(key, "unknown meta record");
@@ -168,6 +169,13 @@ absl::Status LockCore::RebuildRecord(const std::string& key,
       if (!r.Done()) return Corrupt(key, "trailing bytes");
     }
     client_states_[name] = state;
+    return absl::OkStatus();
+  }
+  if (family == "d/") {
+    // Two key layouts (codec.h), decoded and sorted into the ring once all
+    // are read: which records are live depends on the newest one
+    // (lock_core_dedup.cc).
+    rebuild_dedup_.emplace_back(key, value);
     return absl::OkStatus();
   }
   if (!id_key) return Corrupt(key, "malformed id");
@@ -299,22 +307,6 @@ absl::Status LockCore::RebuildRecord(const std::string& key,
     FileFor(fh).shares.push_back(std::move(s));
     return absl::OkStatus();
   }
-  if (family == "d/") {
-    std::string request_id;
-    internal::DedupEntry d;
-    d.id = id;
-    if (!r.Bytes(&request_id) || !r.U8(&d.command_kind) ||
-        !codec::ReadReply(r, &d.reply) || !r.Done() ||
-        d.command_kind >= std::variant_size_v<Command>) {
-      return Corrupt(key, "malformed dedup entry");
-    }
-    if (id == 0 || id >= counters_.next_id) return Corrupt(key, "id past counter");
-    dedup_order_.emplace_back(id, request_id);
-    if (!dedup_.emplace(std::move(request_id), std::move(d)).second) {
-      return Corrupt(key, "duplicate request id");
-    }
-    return absl::OkStatus();
-  }
   return Corrupt(key, "unknown family");
 }
 
@@ -340,9 +332,8 @@ absl::Status LockCore::FinishRebuild() {
                 return a.id < b.id;
               });
   }
-  // Records were visited in key order, so dedup_order_ is already FIFO.
+  LW_RETURN_IF_ERROR(FinishDedupRebuild());
   absl::Status s = CheckInvariants();
-  if (s.ok()) s = CheckDedupIndex();
   if (!s.ok()) {
     return absl::DataLossError(
         absl::StrCat("persisted state is inconsistent: ", s.message()));

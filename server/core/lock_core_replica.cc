@@ -69,6 +69,12 @@ absl::Status LockCore::ApplyRecords(const std::vector<RecordChange>& changes) {
     if (!c->previous.has_value()) continue;
     const std::string& key = c->key;
     const absl::string_view family = absl::string_view(key).substr(0, 2);
+    if (family == "d/") {
+      // A dedup put over a record replaces it in place (below); only
+      // deletes are taken out here.
+      if (!c->value.has_value()) LW_RETURN_IF_ERROR(ApplyDedupRecord(key, {}));
+      continue;
+    }
     if (family == "m/" || family == "g/") {
       // Counters and gateway identities are never deleted, only rewritten
       // (in place, below).
@@ -144,14 +150,6 @@ absl::Status LockCore::ApplyRecords(const std::vector<RecordChange>& changes) {
       touched.push_back(fh);
       continue;
     }
-    if (family == "d/") {
-      auto d = std::find_if(dedup_order_.begin(), dedup_order_.end(),
-                            [id](const auto& e) { return e.first == id; });
-      if (d == dedup_order_.end()) return Unfit(key, "no such dedup entry");
-      dedup_.erase(d->second);
-      dedup_order_.erase(d);
-      continue;
-    }
     return Unfit(key, "unknown family");
   }
 
@@ -163,6 +161,12 @@ absl::Status LockCore::ApplyRecords(const std::vector<RecordChange>& changes) {
     if (!c->value.has_value()) continue;
     const std::string& key = c->key;
     const absl::string_view family = absl::string_view(key).substr(0, 2);
+    if (family == "d/") {
+      // A new entry, possibly over the slot of the one leaving the window,
+      // or the move of a record of another layout (lock_core_dedup.cc).
+      LW_RETURN_IF_ERROR(ApplyDedupRecord(key, c->value));
+      continue;
+    }
     auto old_gateway = family == "g/" ? gateway_ids_.find(key.substr(2)) : gateway_ids_.end();
     const bool gateway_update = old_gateway != gateway_ids_.end();
     const GatewayId old_id = gateway_update ? old_gateway->second : 0;
@@ -217,14 +221,6 @@ absl::Status LockCore::ApplyRecords(const std::vector<RecordChange>& changes) {
           f.shares.begin(), f.shares.end(), s.id,
           [](uint64_t id, const ShareEntry& e) { return id < e.id; });
       f.shares.insert(pos, std::move(s));
-    } else if (family == "d/") {
-      // FIFO by id: a new entry has the highest id, so this rarely moves.
-      auto entry = std::move(dedup_order_.back());
-      dedup_order_.pop_back();
-      auto pos = std::upper_bound(
-          dedup_order_.begin(), dedup_order_.end(), entry.first,
-          [](uint64_t id, const auto& e) { return id < e.first; });
-      dedup_order_.insert(pos, std::move(entry));
     }
   }
   for (const std::string& fh : touched) CollectFile(fh);

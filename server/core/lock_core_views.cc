@@ -242,7 +242,8 @@ CoreCounters LockCore::Counters() const {
   c.gateways = gateways_.size();
   c.monitors = monitor_count_;
   c.events = event_count_;
-  c.dedup_entries = dedup_.size();
+  c.dedup_entries = dedup_index_.size();
+  c.dedup_records_to_migrate = dedup_stale_.size();
   c.next_fencing_token = counters_.next_token;
   c.next_event_sequence = counters_.next_event_sequence;
   c.next_id = counters_.next_id;

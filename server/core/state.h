@@ -16,6 +16,9 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 #include "server/core/interval.h"
 #include "server/core/types.h"
 
@@ -123,17 +126,67 @@ struct GatewayState {
   size_t waiters = 0;  // Derived: waiters queued through this identity.
 };
 
+// Request dedup (lock_core_dedup.cc): a ring of dedup_entries_max slots;
+// the entry with sequence s lives in slot s % size, so the ring holds the
+// window of the newest `size` sequences and a new entry replaces the one
+// leaving the window.
 struct DedupEntry {
-  uint64_t id = 0;
+  uint64_t sequence = 0;  // 0: a free slot.
+  size_t hash = 0;        // DedupHash(request_id), so rehashing the index
+                          // need not touch the string.
+  std::string request_id;
   uint8_t command_kind = 0;  // Command::index() of the original.
+  // False while the entry's record still sits at another key (old d/<id>
+  // layout, or a ring of another size): it is in LockCore::dedup_stale_
+  // until the migration moves it to its ring key.
+  bool at_slot = true;
   Reply reply;
+};
+
+struct DedupRing {
+  std::vector<DedupEntry> slots;  // Grown up to the ring size on demand.
+};
+
+inline size_t DedupHash(absl::string_view request_id) {
+  return absl::Hash<absl::string_view>{}(request_id);
+}
+
+// The lookup index: a set of slot numbers, hashed and compared through the
+// ring (heterogeneous lookup by request id). 4 bytes per entry and no second
+// copy of the id; a lookup compares the stored id, so two ids with the same
+// hash never answer for each other. The ring must outlive the index and
+// stay at one address (LockCore holds it in a unique_ptr).
+struct DedupSlotHash {
+  using is_transparent = void;
+  const DedupRing* ring = nullptr;
+  size_t operator()(uint32_t slot) const { return ring->slots[slot].hash; }
+  size_t operator()(absl::string_view id) const { return DedupHash(id); }
+};
+struct DedupSlotEq {
+  using is_transparent = void;
+  const DedupRing* ring = nullptr;
+  bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+  bool operator()(uint32_t a, absl::string_view id) const {
+    return ring->slots[a].request_id == id;
+  }
+  bool operator()(absl::string_view id, uint32_t a) const {
+    return ring->slots[a].request_id == id;
+  }
+};
+using DedupIndex = absl::flat_hash_set<uint32_t, DedupSlotHash, DedupSlotEq>;
+
+// A persisted dedup record not at the ring key of a live entry: an entry
+// still to be moved, or garbage to delete (lock_core_dedup.cc).
+struct StaleDedupRecord {
+  std::string value;  // Verbatim, so Snapshot() equals the store.
+  uint64_t sequence = 0;
 };
 
 // The durable counters (key "m/counters"). Never go backwards.
 struct Counters {
   uint64_t next_token = 1;
   uint64_t next_event_sequence = 1;
-  uint64_t next_id = 1;  // Waiters, shares, monitors, dedup entries.
+  uint64_t next_id = 1;  // Waiters, shares, monitors.
   uint64_t events_dropped = 0;
 
   friend bool operator==(const Counters& a, const Counters& b) {

@@ -119,6 +119,9 @@ struct CoreCounters {
   size_t monitors = 0;
   size_t events = 0;
   size_t dedup_entries = 0;
+  // Persisted dedup records not yet moved into the ring or deleted (after
+  // a change of dedup_entries_max or an upgrade from the d/<id> layout).
+  size_t dedup_records_to_migrate = 0;
   uint64_t next_fencing_token = 0;
   uint64_t next_event_sequence = 0;
   uint64_t next_id = 0;

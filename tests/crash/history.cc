@@ -41,28 +41,36 @@ struct DedupRecord {
   core::Reply reply;
 };
 
+// The dedup records of `kvs` with a sequence >= first_sequence, by request
+// id. Both key layouts (codec.h): the ring's d/<ring>/<slot> and d/<id>.
 absl::StatusOr<absl::flat_hash_map<std::string, DedupRecord>> RoundDedup(
-    const std::vector<std::pair<std::string, std::string>>& kvs, uint64_t first_id) {
+    const std::vector<std::pair<std::string, std::string>>& kvs,
+    uint64_t first_sequence) {
   absl::flat_hash_map<std::string, DedupRecord> out;
   for (const auto& [key, value] : kvs) {
     if (key.rfind(core::codec::kDedupPrefix, 0) != 0) continue;
-    uint64_t id = 0;
-    if (!core::codec::ParseIdKey(key, &id)) {
-      return absl::DataLossError(absl::StrCat("bad dedup key ", Esc(key)));
-    }
-    if (id < first_id) continue;
-    core::codec::Reader r(value);
-    std::string rid;
-    uint8_t kind = 0;
-    DedupRecord rec;
-    rec.id = id;
-    if (!r.Version() || !r.Bytes(&rid) || !r.U8(&kind) ||
-        !core::codec::ReadReply(r, &rec.reply) || !r.Done()) {
+    core::codec::DedupRecord rec;
+    if (!core::codec::DecodeDedupRecord(key, value, &rec)) {
       return absl::DataLossError(absl::StrCat("bad dedup record ", Esc(key)));
     }
-    out[rid] = std::move(rec);
+    if (rec.sequence < first_sequence) continue;
+    out[rec.request_id] = DedupRecord{rec.sequence, std::move(rec.reply)};
   }
   return out;
+}
+
+// One past the newest dedup sequence in `kvs` (the core's next one).
+uint64_t NextDedupSequence(
+    const std::vector<std::pair<std::string, std::string>>& kvs) {
+  uint64_t next = 1;
+  for (const auto& [key, value] : kvs) {
+    core::codec::DedupRecord rec;
+    if (key.rfind(core::codec::kDedupPrefix, 0) == 0 &&
+        core::codec::DecodeDedupRecord(key, value, &rec)) {
+      next = std::max(next, rec.sequence + 1);
+    }
+  }
+  return next;
 }
 
 absl::StatusOr<core::Command> ToCoreCommand(const Request& request) {
@@ -304,8 +312,7 @@ CheckResult CheckRound(const std::vector<std::pair<std::string, std::string>>& s
   if (!final_core.ok()) {
     return fail(absl::StrCat("rebuilding the recovered store: ", final_core.status().ToString()));
   }
-  const uint64_t first_id = model->Counters().next_id;
-  auto dedup = RoundDedup(recovered, first_id);
+  auto dedup = RoundDedup(recovered, NextDedupSequence(s0));
   if (!dedup.ok()) return fail(dedup.status().ToString());
 
   absl::flat_hash_map<std::string, size_t> by_id;

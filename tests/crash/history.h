@@ -18,10 +18,10 @@
 //      pending events, clients, gateways, monitors, counters).
 //
 // How L is found without a search. Every mutation carries a request_id and
-// the core remembers it (dedup record `d/<id>`) in the same atomic delta as
-// the mutation's effect, with <id> taken from the core's id counter at apply
-// time. The dedup records of R that are newer than S0 therefore name exactly
-// the operations the recovered state contains, in the order the server
+// the core remembers it (a dedup record, server/core/codec.h) in the same
+// atomic delta as the mutation's effect, with the core's next dedup sequence
+// at apply time. The dedup records of R that are newer than S0 therefore name
+// exactly the operations the recovered state contains, in the order the server
 // applied them. The checker takes that order as the candidate L and then
 // verifies 1-4 independently of the server: membership of every acknowledged
 // op (durability), real time (a server that reordered across an ack fails
