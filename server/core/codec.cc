@@ -1,5 +1,6 @@
 #include "server/core/codec.h"
 
+#include <cstring>
 #include <limits>
 
 namespace lockwarden::core::codec {
@@ -9,14 +10,19 @@ constexpr char kHex[] = "0123456789abcdef";
 
 }  // namespace
 
+// Key builders run for every record of every delta: one allocation each
+// (no resize of a short string, which reallocates).
 std::string IdKey(const char* prefix, uint64_t id) {
-  std::string key(prefix);
-  key.resize(key.size() + 16);
-  char* p = key.data() + key.size();
-  for (int i = 0; i < 16; ++i) {
-    *--p = kHex[id & 0xf];
+  char hex[16];
+  for (int i = 15; i >= 0; --i) {
+    hex[i] = kHex[id & 0xf];
     id >>= 4;
   }
+  const size_t n = std::strlen(prefix);
+  std::string key;
+  key.reserve(n + sizeof(hex));
+  key.append(prefix, n);
+  key.append(hex, sizeof(hex));
   return key;
 }
 
@@ -40,19 +46,15 @@ bool ParseIdKey(absl::string_view key, uint64_t* id) {
 }
 
 std::string DedupRingKey(uint64_t ring, uint64_t slot) {
-  std::string key(kDedupPrefix);
-  key.resize(key.size() + 17);
-  char* p = key.data() + key.size();
+  char key[19] = {kDedupPrefix[0], kDedupPrefix[1]};
+  key[10] = '/';
   for (int i = 0; i < 8; ++i) {
-    *--p = kHex[slot & 0xf];
+    key[9 - i] = kHex[ring & 0xf];
+    key[18 - i] = kHex[slot & 0xf];
+    ring >>= 4;
     slot >>= 4;
   }
-  *--p = '/';
-  for (int i = 0; i < 8; ++i) {
-    *--p = kHex[ring & 0xf];
-    ring >>= 4;
-  }
-  return key;
+  return std::string(key, sizeof(key));
 }
 
 namespace {

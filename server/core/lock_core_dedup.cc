@@ -98,7 +98,11 @@ internal::DedupEntry& LockCore::PlaceDedupEntry(uint64_t slot,
                                                 internal::DedupEntry e) {
   std::vector<internal::DedupEntry>& slots = dedup_ring_->slots;
   if (slot >= slots.size()) slots.resize(slot + 1);
-  EvictDedupSlot(slot);
+  // The occupant leaves the index (which hashes through it) before the
+  // move-assignment below replaces it.
+  if (slots[slot].sequence != 0) {
+    dedup_index_.erase(static_cast<uint32_t>(slot));
+  }
   dedup_next_sequence_ = std::max(dedup_next_sequence_, e.sequence + 1);
   slots[slot] = std::move(e);
   dedup_index_.insert(static_cast<uint32_t>(slot));
@@ -120,7 +124,7 @@ void LockCore::RememberReply(const std::string& request_id, uint8_t kind,
   // key, that record is garbage now and the migration deletes it.
   const internal::DedupEntry& placed = PlaceDedupEntry(slot, std::move(e));
   std::string key = codec::DedupRingKey(ring, slot);
-  dedup_stale_.erase(key);  // Garbage at this key is overwritten.
+  if (!dedup_stale_.empty()) dedup_stale_.erase(key);  // Overwritten.
   Put(std::move(key), DedupValue(placed));
 }
 
