@@ -256,8 +256,8 @@ TEST(ReplicaStateTest, FollowsRandomTrafficAndEqualsARebuiltCore) {
   EXPECT_GT(revision, kSteps / 4);
   for (const char* family : {"m/", "g/", "c/", "n/", "e/", "l/", "w/", "s/", "d/"}) {
     EXPECT_GT(puts[family], 0) << family;
-    std::cout << family << " puts " << puts[family] << " (updates " << updates[family]
-              << ") deletes " << deletes[family] << "\n";
+    std::cout << family << " puts " << puts[family] << " (updates "
+              << updates[family] << ") deletes " << deletes[family] << "\n";
   }
   EXPECT_GT(updates["m/"], 0);
   for (const char* family : {"n/", "e/", "l/", "w/", "s/"}) {
