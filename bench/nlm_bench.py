@@ -32,7 +32,9 @@ in every round: a before/after comparison under the same machine load.
 It also prints the CPU used per pair (utime+stime over the run) by the
 lockwarden server and gateway (for Ganesha: ganesha.nfsd, in the server
 column) and by the client processes: unlike pairs/s this hardly depends on
-what else the shared machine is doing.
+what else the shared machine is doing. So do the context switches per NLM
+call of every daemon, printed per thread name (the wake-ups that set the
+sequential latency).
 """
 
 import argparse
@@ -69,6 +71,36 @@ def cpu_seconds(pid):
     with open('/proc/%d/stat' % pid) as f:
         fields = f.read().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def thread_switches(pid):
+    """{(tid, thread name): voluntary + involuntary context switches} of the
+    live threads of `pid` (/proc/<pid>/task/*/status). A thread that exits
+    during a run takes its count with it; the daemons' threads live as long
+    as they do."""
+    out = {}
+    try:
+        tids = os.listdir('/proc/%d/task' % pid)
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open('/proc/%d/task/%s/status' % (pid, tid)) as f:
+                text = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        name = re.search(r'^Name:\s*(.*)$', text, re.M).group(1)
+        out[(tid, name)] = sum(int(n) for n in re.findall(
+            r'^(?:non)?voluntary_ctxt_switches:\s*(\d+)$', text, re.M))
+    return out
+
+
+def switches_by_name(before, after):
+    """Context switches per thread name between two thread_switches()."""
+    out = {}
+    for key, n in after.items():
+        out[key[1]] = out.get(key[1], 0) + n - before.get(key, 0)
+    return out
 
 
 def start_lockwarden(host, bin_dir=None, gateway_flags=()):
@@ -239,15 +271,22 @@ def main():
                                 if lw_run and args.perf_dir else [])
                         before = {k: cpu_seconds(p) for k, p in sys_pids.items()}
                         before['client'] = children_cpu_seconds()
+                        cs_before = {k: thread_switches(p)
+                                     for k, p in sys_pids.items()}
                         r = run_load(client, host, fh, c, args.seconds, udp, base)
                         pairs_done = max(1.0, r[0] * r[3])
                         cpu = {'client': (children_cpu_seconds() -
                                           before['client']) * 1e6 / pairs_done}
+                        # Per NLM call (a pair is two calls), by thread name.
+                        cs = {k: {n: v / (2 * pairs_done) for n, v in
+                                  switches_by_name(cs_before[k],
+                                                   thread_switches(p)).items()}
+                              for k, p in sys_pids.items()}
                         for k, p in sys_pids.items():
                             cpu[k] = (cpu_seconds(p) - before[k]) * 1e6 / pairs_done
                         stop_perf(perf)
                         results.setdefault((name, udp, c), []).append(
-                            r[:3] + (cpu,))
+                            r[:3] + (cpu, cs))
         print('| transport | clients | system | pairs/s (median of %d) | '
               'LOCK p50 µs | LOCK p99 µs | server CPU µs/pair | '
               'gateway CPU µs/pair | client CPU µs/pair |' % args.runs)
@@ -271,6 +310,28 @@ def main():
                         print('| %s | %d | ratio %s/ganesha | %.2f | | | | | |'
                               % ('udp' if udp else 'tcp', c, name,
                                  med[name] / med['ganesha']))
+        print()
+        print('Context switches per NLM call (voluntary + involuntary, '
+              '/proc/<pid>/task/*/status; median of %d; busiest threads '
+              'by name):' % args.runs)
+        print('| transport | clients | system | daemon | switches/call | '
+              'by thread |')
+        print('|---|---:|---|---|---:|---|')
+        for udp in udps:
+            for c in counts:
+                for name in systems:
+                    rs = results[(name, udp, c)]
+                    for daemon in sorted(rs[0][4]):
+                        total = statistics.median(
+                            sum(r[4][daemon].values()) for r in rs)
+                        names = set().union(*(r[4][daemon] for r in rs))
+                        per = sorted(((statistics.median(
+                            r[4][daemon].get(n, 0.0) for r in rs), n)
+                            for n in names), reverse=True)
+                        print('| %s | %d | %s | %s | %.2f | %s |' % (
+                            'udp' if udp else 'tcp', c, name, daemon, total,
+                            ', '.join('%s %.2f' % (n, v)
+                                      for v, n in per[:4] if v >= 0.05)))
 
 
 if __name__ == '__main__':
