@@ -1,7 +1,11 @@
 // LockService.Session over real gRPC on loopback: batching, per-call
-// errors, request_id deduplication across streams, limits, shutdown.
+// errors, request_id deduplication across streams, limits, shutdown (idle,
+// and while a batch commits), many concurrent sessions on several
+// completion-queue threads, snapshot import resetting every session.
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -14,6 +18,56 @@ namespace lockwarden::service::testing {
 namespace {
 
 using Stream = grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionResponse>;
+
+// A store whose commits block, once armed, until released: holds a batch
+// "in the fsync" while the test shuts the server down.
+class GatedStore final : public store::StateStore {
+ public:
+  explicit GatedStore(store::StateStore* base) : base_(base) {}
+  void Arm() {
+    absl::MutexLock lock(&mu_);
+    armed_ = true;
+  }
+  // True once a commit is held at the gate (waits up to 5 s).
+  bool AwaitHeldCommit() {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&held_), absl::Seconds(5));
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    armed_ = false;
+  }
+  absl::Status Commit(const Delta& batch) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (armed_) {
+        held_ = true;
+        auto released = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !armed_;
+        };
+        mu_.Await(absl::Condition(&released));
+      }
+    }
+    return base_->Commit(batch);
+  }
+  absl::Status Scan(absl::string_view prefix, const ScanFn& fn) const override {
+    return base_->Scan(prefix, fn);
+  }
+  absl::StatusOr<std::optional<std::string>> Get(
+      absl::string_view key) const override {
+    return base_->Get(key);
+  }
+  uint64_t FencingToken() const override { return base_->FencingToken(); }
+  std::string BackendName() const override { return base_->BackendName(); }
+  absl::Status Health() const override { return base_->Health(); }
+  store::StoreLimits Limits() const override { return base_->Limits(); }
+
+ private:
+  store::StateStore* const base_;
+  absl::Mutex mu_;
+  bool armed_ ABSL_GUARDED_BY(mu_) = false;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 class SessionStreamTest : public ServiceTest {
  protected:
@@ -41,6 +95,16 @@ class SessionStreamTest : public ServiceTest {
     *r.mutable_owner() = l.owner();
     *r.mutable_range() = l.range();
     return r;
+  }
+
+  // One SessionRequest holding a LOCK of [offset, offset+1) on `fh`.
+  v1::SessionRequest LockMessage(uint64_t call_id, const std::string& client,
+                                 const std::string& fh, uint64_t offset) {
+    v1::SessionRequest req;
+    v1::SessionCall* c = req.add_calls();
+    c->set_call_id(call_id);
+    *c->mutable_lock() = LockReq(client, 1, fh, offset, 1);
+    return req;
   }
 
   store::MemoryStore store_;
@@ -220,6 +284,183 @@ TEST_F(SessionStreamTest, ShutdownEndsAnIdleSessionWithUnavailable) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   // Well before the server's 5 s shutdown deadline.
   EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+}
+
+TEST_F(SessionStreamTest, ManyConcurrentSessionsOnTwoThreadsAreAllAnswered) {
+  StopServer();
+  LockServerOptions options;
+  options.session_threads = 2;
+  StartServer(&store_, options);
+  constexpr int kSessions = 24;
+  constexpr int kRounds = 20;
+  std::atomic<int> granted{0};
+  std::vector<std::thread> gateways;
+  for (int g = 0; g < kSessions; ++g) {
+    gateways.emplace_back([&, g] {
+      auto ctx = Ctx(30000);
+      std::unique_ptr<Stream> stream = lock_->Session(ctx.get());
+      const std::string client = absl::StrCat("host-", g);
+      for (int i = 0; i < kRounds; ++i) {
+        // Two messages in flight per round: a LOCK, then a TEST of it.
+        // (Gaps between the ranges: an owner's adjacent locks merge.)
+        const uint64_t offset = g * 1000 + 2 * i;
+        if (!stream->Write(LockMessage(2 * i, client, "fh1", offset))) {
+          return;
+        }
+        v1::SessionRequest test;
+        v1::SessionCall* c = test.add_calls();
+        c->set_call_id(2 * i + 1);
+        v1::TestRequest* t = c->mutable_test();
+        t->set_gateway_id("gw-a");
+        t->set_file_handle("fh1");
+        t->mutable_owner()->set_client_name("someone-else");
+        t->mutable_range()->set_offset(offset);
+        t->mutable_range()->set_length(1);
+        t->set_exclusive(true);
+        if (!stream->Write(test)) return;
+        auto results = ReadResults(stream.get(), 2);
+        if (results[2 * i].lock().status() == v1::LOCK_STATUS_GRANTED &&
+            results[2 * i + 1].test().status() == v1::LOCK_STATUS_DENIED) {
+          ++granted;
+        }
+      }
+      stream->WritesDone();
+      EXPECT_TRUE(stream->Finish().ok());
+    });
+  }
+  for (std::thread& t : gateways) t.join();
+  EXPECT_EQ(granted.load(), kSessions * kRounds);
+  EXPECT_EQ(ListLocks("fh1").locks_size(), kSessions * kRounds);
+}
+
+TEST_F(SessionStreamTest, ShutdownWhileABatchCommitsAnswersItThenEnds) {
+  StopServer();
+  GatedStore gated(&store_);
+  StartServer(&gated);
+  auto ctx = Ctx(20000);
+  std::unique_ptr<Stream> stream = lock_->Session(ctx.get());
+  ASSERT_TRUE(stream->Write(LockMessage(1, "host-a", "fh1", 0)));
+  ASSERT_EQ(ReadResults(stream.get(), 1).size(), 1u);  // The session is live.
+
+  gated.Arm();
+  ASSERT_TRUE(stream->Write(LockMessage(2, "host-a", "fh1", 10)));
+  ASSERT_TRUE(gated.AwaitHeldCommit());
+  std::atomic<bool> shut_down{false};
+  std::thread stopper([&] {
+    server_->Shutdown();
+    shut_down = true;
+  });
+  // Shutdown cannot complete while the session's batch is not durable.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(shut_down.load());
+  gated.Release();
+
+  // The batch in flight is answered, then the session ends.
+  auto results = ReadResults(stream.get(), 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[2].lock().status(), v1::LOCK_STATUS_GRANTED);
+  v1::SessionResponse resp;
+  EXPECT_FALSE(stream->Read(&resp));
+  grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  stopper.join();
+  EXPECT_TRUE(shut_down.load());
+
+  // Both locks are durable: a restarted server holds them.
+  StopServer();
+  StartServer(&store_);
+  EXPECT_EQ(ListLocks("fh1").locks_size(), 2);
+}
+
+TEST_F(SessionStreamTest, ShutdownEndsSessionsOnEveryThread) {
+  StopServer();
+  LockServerOptions options;
+  options.session_threads = 3;
+  StartServer(&store_, options);
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::unique_ptr<Stream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    ctxs.push_back(Ctx(20000));
+    streams.push_back(lock_->Session(ctxs.back().get()));
+    ASSERT_TRUE(streams.back()->Write(
+        LockMessage(1, absl::StrCat("host-", i), "fh1", i)));
+    ASSERT_EQ(ReadResults(streams.back().get(), 1).size(), 1u);
+  }
+  std::thread stopper([this] { server_->Shutdown(); });
+  for (auto& stream : streams) {
+    v1::SessionResponse resp;
+    EXPECT_FALSE(stream->Read(&resp));
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  stopper.join();
+}
+
+TEST_F(SessionStreamTest, SnapshotImportResetsEverySessionAndNewOnesSeeIt) {
+  StopServer();
+  LockServerOptions options;
+  options.session_threads = 2;
+  StartServer(&store_, options);
+  ASSERT_EQ(Lock(LockReq("host-x", 1, "fh2", 0, 10)), v1::LOCK_STATUS_GRANTED);
+  // The snapshot holds host-x's lock only.
+  std::vector<v1::SnapshotChunk> snapshot;
+  {
+    grpc::ClientContext ctx;
+    v1::ExportSnapshotRequest r;
+    r.set_reason("session test");
+    auto reader = admin_->ExportSnapshot(&ctx, r);
+    v1::ExportSnapshotResponse resp;
+    while (reader->Read(&resp)) snapshot.push_back(resp.chunk());
+    ASSERT_TRUE(reader->Finish().ok());
+  }
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::unique_ptr<Stream>> streams;
+  for (int i = 0; i < 4; ++i) {
+    ctxs.push_back(Ctx(20000));
+    streams.push_back(lock_->Session(ctxs.back().get()));
+    ASSERT_TRUE(streams.back()->Write(
+        LockMessage(1, absl::StrCat("host-", i), "fh1", i)));
+    ASSERT_EQ(ReadResults(streams.back().get(), 1).size(), 1u);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::ImportSnapshotResponse resp;
+    auto writer = admin_->ImportSnapshot(&ctx, &resp);
+    bool first = true;
+    for (const v1::SnapshotChunk& c : snapshot) {
+      v1::ImportSnapshotRequest r;
+      if (first) {
+        r.set_request_id(NextRequestId());
+        r.set_reason("session test");
+        r.set_force(true);
+        r.set_state_is_current(true);
+        first = false;
+      }
+      *r.mutable_chunk() = c;
+      ASSERT_TRUE(writer->Write(r));
+    }
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  for (auto& stream : streams) {
+    v1::SessionResponse resp;
+    while (stream->Read(&resp)) {
+    }
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  // The sessions' locks are gone with the old state; a new session works
+  // on the imported one.
+  EXPECT_EQ(ListLocks("fh1").locks_size(), 0);
+  auto ctx = Ctx();
+  std::unique_ptr<Stream> stream = lock_->Session(ctx.get());
+  ASSERT_TRUE(stream->Write(LockMessage(1, "host-y", "fh2", 5)));
+  auto results = ReadResults(stream.get(), 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[1].lock().status(), v1::LOCK_STATUS_DENIED);
+  EXPECT_EQ(results[1].lock().conflicting_holder().owner().client_name(),
+            "host-x");
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 }  // namespace
