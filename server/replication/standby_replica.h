@@ -107,8 +107,8 @@ class ReplicaState {
 };
 
 struct StandbyReplicaStats {
-  int64_t revision =
-      0;  // Applied up to here (last state commit); 0 while reloading.
+  // Applied up to here (last state commit); 0 while reloading.
+  int64_t revision = 0;
   // Every revision up to here is applied (the watch's progress; above
   // `revision` when later revisions changed keys outside the state).
   int64_t caught_up_revision = 0;
@@ -179,8 +179,8 @@ class StandbyReplica {
   size_t records_loaded_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t reloads_ ABSL_GUARDED_BY(mu_) = 0;
   int reloads_in_a_row_ ABSL_GUARDED_BY(mu_) = 0;
-  bool taken_ ABSL_GUARDED_BY(mu_) =
-      false;  // TakeCaughtUp handed the core over.
+  // TakeCaughtUp handed the core over.
+  bool taken_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace lockwarden::replication
