@@ -131,7 +131,8 @@ absl::StatusOr<std::unique_ptr<StandbyReplica>> StandbyReplica::StartForTesting(
       revision + 1,
       [raw](const std::vector<store::WatchEvent>& e) { raw->OnEvents(e); },
       [raw](absl::Status why) { raw->OnEnd(std::move(why)); },
-      /*previous_values=*/true);
+      /*previous_values=*/true,
+      [raw](int64_t start) { return raw->OnGap(start); });
   if (!watch.ok()) return watch.status();
   r->watch_ = *std::move(watch);
   LogEvent(LogLevel::kInfo, "replica_loaded",
@@ -159,6 +160,40 @@ void StandbyReplica::OnEvents(const std::vector<store::WatchEvent>& events) {
   }
 }
 
+absl::StatusOr<int64_t> StandbyReplica::OnGap(int64_t start) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!broken_.ok()) return broken_;
+    if (taken_) return absl::CancelledError("replica taken");
+    const absl::Status why = absl::OutOfRangeError(absl::StrCat(
+        "watch from revision ", start, ": etcd has compacted revision ",
+        start - 1, " (deletes at ", start, " may be gone)"));
+    if (!CountReloadLocked(why)) return broken_;
+    state_.reset();  // As in ApplyLocked: no third copy during the reload.
+  }
+  if (!Reload()) {
+    absl::MutexLock lock(&mu_);
+    return broken_;
+  }
+  absl::MutexLock lock(&mu_);
+  return state_->revision();
+}
+
+bool StandbyReplica::CountReloadLocked(const absl::Status& why) {
+  if (reloads_in_a_row_ >= kMaxReloadsInARow) {
+    broken_ = absl::UnavailableError(absl::StrCat(
+        "replica: ", reloads_in_a_row_,
+        " reloads in a row without progress; last: ", why.message()));
+    LogEvent(LogLevel::kError, "replica_broken", {{"error", broken_}});
+    return false;
+  }
+  ++reloads_in_a_row_;
+  ++reloads_;
+  LogEvent(LogLevel::kWarn, "replica_reload",
+           {{"why", why}, {"reloads", reloads_}});
+  return true;
+}
+
 bool StandbyReplica::ApplyLocked(const std::vector<store::WatchEvent>& events) {
   if (!broken_.ok() || taken_ || !state_.has_value()) return false;
   const int64_t before = state_->revision();
@@ -173,17 +208,7 @@ bool StandbyReplica::ApplyLocked(const std::vector<store::WatchEvent>& events) {
     LogEvent(LogLevel::kError, "replica_broken", {{"error", s}});
     return false;
   }
-  if (reloads_in_a_row_ >= kMaxReloadsInARow) {
-    broken_ = absl::UnavailableError(absl::StrCat(
-        "replica: ", reloads_in_a_row_,
-        " reloads in a row without progress; last: ", s.message()));
-    LogEvent(LogLevel::kError, "replica_broken", {{"error", broken_}});
-    return false;
-  }
-  ++reloads_in_a_row_;
-  ++reloads_;
-  LogEvent(LogLevel::kWarn, "replica_reload",
-           {{"why", s}, {"reloads", reloads_}});
+  if (!CountReloadLocked(s)) return false;
   // The stale core goes now, so a reload peaks like the first load (the
   // scanned records and the new core), never with a third copy.
   state_.reset();

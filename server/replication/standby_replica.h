@@ -22,8 +22,16 @@
 // the watch goes on, events at or below that revision are skipped),
 // counted in stats().reloads and logged as replica_reload.
 //
+// Compacted watch start: etcd drops tombstones at a compaction revision C
+// but lets a watch start at C, so a watch (re)started at S just as etcd
+// compacts at S would never deliver S's deletes. Each watch stream from S
+// therefore checks, before its first delivery, that S - 1 is not compacted
+// (EtcdWatchOptions::on_gap); if it is, or etcd cancels the watch as
+// compacted, the replica reloads in place the same way (counted in
+// stats().reloads) and the watch resumes after the reload's revision.
+//
 // Failure handling: any record change that does not fit the core
-// (DataLoss), a compacted watch start, a watch that gave up, a failed
+// (DataLoss), a watch that gave up, a failed
 // reload, or more than kMaxReloadsInARow reloads without a revision applied
 // in between marks the replica broken: TakeCaughtUp then fails and the
 // caller falls back to a full recovery from the store (RecoverCore);
@@ -115,7 +123,8 @@ struct StandbyReplicaStats {
   uint64_t revisions_applied = 0;
   size_t records_loaded = 0;  // Records scanned by the last (re)load.
   // Reloads from the store because a change came without the previous
-  // value it needed (etcd had compacted it).
+  // value it needed (etcd had compacted it), or a watch stream started at a
+  // compaction revision (its deletes there may be gone).
   uint64_t reloads = 0;
   absl::Status health;  // Not OK once broken.
 };
@@ -166,6 +175,15 @@ class StandbyReplica {
   // scan.
   bool Reload() ABSL_LOCKS_EXCLUDED(mu_);
   void OnEnd(absl::Status why);
+  // The watch's on_gap: its stream from `start` may lack deletes at
+  // `start` (etcd compacted there) or etcd cancelled it as compacted.
+  // Reloads; returns the revision loaded (the watch resumes after it), or
+  // the broken status.
+  absl::StatusOr<int64_t> OnGap(int64_t start) ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts a reload due to `why`; false (and broken) past
+  // kMaxReloadsInARow.
+  bool CountReloadLocked(const absl::Status& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction (watch_ set once in Start()).
   const store::EtcdStore* const store_;

@@ -5,7 +5,9 @@
 // made just before the call (the progress-request catch-up). And when etcd
 // has compacted the revision before a change the replica has yet to
 // receive (the change comes without prev_kv), the replica reloads from the
-// store in place and the takeover core is still exact.
+// store in place and the takeover core is still exact. A watch started at
+// exactly the compaction revision, whose deletes there etcd dropped, also
+// reloads instead of missing them.
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -14,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/mutation.h"
 #include "common/status_matchers.h"
 #include "gtest/gtest.h"
 #include "server/core/lock_core.h"
@@ -155,10 +158,10 @@ TEST(StandbyReplicaEtcdTest, ACompactedPreviousValueMakesTheReplicaReload) {
 
   // Between the replica's load (revision R) and its watch: a lock at
   // R + 1 (rewrites the counters record), an unlock, more locks, then etcd
-  // compacts at R + 1. The watch (from R + 1) gets R + 1's updates without
-  // their previous values (etcd reads them at R: compacted). Deletes at
-  // R + 1 would not come at all (compaction drops tombstones), hence a
-  // lock there, not an unlock.
+  // compacts at R + 1. The watch from R + 1 is allowed (etcd refuses only
+  // starts below the compaction revision), but R is compacted: the start
+  // check sees it before anything is applied and the replica reloads (the
+  // updates at R + 1 would also come without their previous values).
   absl::StatusOr<std::unique_ptr<StandbyReplica>> replica =
       StandbyReplica::StartForTesting(
           standby_store.get(), core::CoreOptions{}, [&](int64_t loaded) {
@@ -196,6 +199,76 @@ TEST(StandbyReplicaEtcdTest, ACompactedPreviousValueMakesTheReplicaReload) {
   absl::StatusOr<core::LockCore> taken = (*replica)->TakeCaughtUp();
   ASSERT_THAT(taken, IsOk());
   EXPECT_EQ((*replica)->stats().reloads, 1u);
+  EXPECT_EQ(taken->Snapshot(), writer.Snapshot());
+  EXPECT_EQ(taken->DebugString(), writer.DebugString());
+}
+
+// etcd drops the tombstones at a compaction revision C yet lets a watch
+// start at C. The replica's watch starts at R + 1 after a commit made only
+// of deletes (an unlock) landed there and etcd compacted at R + 1: the watch
+// never delivers that unlock. The start check (R compacted) makes the
+// replica reload, so the unlocked lock is not served after a takeover.
+TEST(StandbyReplicaEtcdTest,
+     AWatchStartedAtTheCompactionRevisionKeepsItsDeletes) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster =
+      EtcdCluster::Start({.members = 1});
+  ASSERT_THAT(cluster, IsOk());
+  store::EtcdStoreOptions options;
+  options.client.endpoints = (*cluster)->ClientEndpoints();
+  options.key_prefix = "/lwtest/replica/tombstone/";
+  options.fenced = false;
+  std::unique_ptr<store::EtcdStore> writer_store =
+      *store::EtcdStore::Open(options);
+  std::unique_ptr<store::EtcdStore> standby_store =
+      *store::EtcdStore::Open(options);
+  core::LockCore writer{core::CoreOptions{}};
+  int64_t now_ms = 0;
+  auto commit = [&](const core::Command& cmd) {
+    core::Effects fx = writer.Apply(cmd, ++now_ms);
+    if (!fx.delta.empty()) {
+      ASSERT_THAT(writer_store->Commit(fx.delta), IsOk());
+    }
+  };
+  for (int i = 0; i < 20; ++i) commit(Lock(i, false));
+  // A lock alone on its file, released below by an unlock without a request
+  // id: no waiter to grant, no reply to remember, only deletes.
+  core::LockCmd lone = Lock(100, false);
+  lone.fh = "fh-lone";
+  lone.owner = {"lone-client", 1, "oh"};
+  commit(lone);
+  const std::map<std::string, std::string> with_lone = writer.Snapshot();
+
+  int64_t start = 0;
+  absl::StatusOr<std::unique_ptr<StandbyReplica>> replica =
+      StandbyReplica::StartForTesting(
+          standby_store.get(), core::CoreOptions{}, [&](int64_t loaded) {
+            core::Effects fx =
+                writer.Apply(core::UnlockCmd{"", "gw", "fh-lone", lone.owner,
+                                             core::Range{0, 0}},
+                             ++now_ms);
+            ASSERT_FALSE(fx.delta.empty());
+            for (const Mutation& m : fx.delta) {
+              ASSERT_EQ(m.op, Mutation::Op::kDelete) << m.key;
+            }
+            ASSERT_THAT(writer_store->Commit(fx.delta), IsOk());
+            absl::StatusOr<int64_t> after = writer_store->CurrentRevision();
+            ASSERT_THAT(after, IsOk());
+            ASSERT_EQ(*after, loaded + 1);
+            start = loaded + 1;
+            // Exactly the watch's start: its tombstones go, the start stays
+            // watchable.
+            ASSERT_THAT(Compact(**cluster, start), IsOk());
+          });
+  ASSERT_THAT(replica, IsOk());
+  ASSERT_GT(start, 0);
+  ASSERT_NE(writer.Snapshot(), with_lone);
+  // Later commits (their previous values are intact: nothing else would
+  // make the replica reload).
+  for (int i = 20; i < 30; ++i) commit(Lock(i, false));
+  absl::StatusOr<core::LockCore> taken = (*replica)->TakeCaughtUp();
+  ASSERT_THAT(taken, IsOk());
+  StandbyReplicaStats stats = (*replica)->stats();
+  EXPECT_EQ(stats.reloads, 1u);
   EXPECT_EQ(taken->Snapshot(), writer.Snapshot());
   EXPECT_EQ(taken->DebugString(), writer.DebugString());
 }

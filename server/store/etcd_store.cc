@@ -264,13 +264,14 @@ absl::StatusOr<int64_t> EtcdStore::CurrentRevision() const {
 
 absl::StatusOr<std::unique_ptr<EtcdWatch>> EtcdStore::WatchFrom(
     int64_t start_revision, EtcdWatch::EventsFn on_events,
-    EtcdWatch::EndFn on_end, bool previous_values) const {
+    EtcdWatch::EndFn on_end, bool previous_values, WatchGapFn on_gap) const {
   EtcdWatchOptions options;
   options.key = options_.key_prefix;
   options.range_end = range_end_;
   options.start_revision = start_revision;
   options.strip_prefix = options_.key_prefix;
   options.prev_kv = previous_values;
+  options.on_gap = std::move(on_gap);
   return EtcdWatch::Start(client_, std::move(options), std::move(on_events),
                           std::move(on_end));
 }

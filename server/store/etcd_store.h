@@ -139,10 +139,12 @@ class EtcdStore : public StateStore {
   // `start_revision` (inclusive) on; see EtcdWatch. Keys are passed without
   // key_prefix. With `previous_values` every update and delete carries the
   // value it replaced (WatchEvent::prev_value, etcd's prev_kv), when etcd
-  // still has it.
+  // still has it. With `on_gap`, every stream checks that its start is not
+  // at a compaction revision (see EtcdWatchOptions::on_gap).
   absl::StatusOr<std::unique_ptr<EtcdWatch>> WatchFrom(
       int64_t start_revision, EtcdWatch::EventsFn on_events,
-      EtcdWatch::EndFn on_end, bool previous_values = false) const;
+      EtcdWatch::EndFn on_end, bool previous_values = false,
+      WatchGapFn on_gap = nullptr) const;
 
   const std::string& key_prefix() const { return options_.key_prefix; }
   EtcdClient* client() const { return client_; }

@@ -72,8 +72,15 @@ void EtcdWatch::Run() {
       absl::MutexLock lock(&mu_);
       if (cancelled_) return;
     }
-    const bool progressed = RunStream(&why);
+    bool again_now = false;
+    const bool progressed = RunStream(&why, &again_now);
     if (!why.ok()) break;
+    if (again_now) {
+      // Resumed after on_gap's reload; a follower bounds its reloads (and
+      // fails on_gap past its limit), which ends this loop.
+      failures = 0;
+      continue;
+    }
     failures = progressed ? 0 : failures + 1;
     if (failures >= kMaxWatchReconnectsWithoutProgress) {
       why = absl::UnavailableError(absl::StrCat(
@@ -91,7 +98,33 @@ void EtcdWatch::Run() {
   if (on_end_) on_end_(why);
 }
 
-bool EtcdWatch::RunStream(absl::Status* why) {
+bool EtcdWatch::StartIsWhole(int64_t start, bool* check_failed) {
+  // Revision 1 is etcd's empty start: nothing before it to compact.
+  if (start <= 1) return true;
+  etcdserverpb::RangeRequest request;
+  request.set_key(options_.key);
+  request.set_range_end(options_.range_end);
+  request.set_revision(start - 1);
+  request.set_count_only(true);
+  absl::StatusOr<etcdserverpb::RangeResponse> r = client_->Range(request);
+  if (r.ok()) return true;
+  // etcd's ErrCompacted ("mvcc: required revision has been compacted").
+  if (r.status().code() != absl::StatusCode::kOutOfRange) *check_failed = true;
+  return false;
+}
+
+void EtcdWatch::ResumeAfterGap(int64_t start, absl::Status* why) {
+  absl::StatusOr<int64_t> held = options_.on_gap(start);
+  if (!held.ok()) {
+    *why = held.status();
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  next_revision_ = std::max(next_revision_, *held + 1);
+  progress_revision_ = std::max(progress_revision_, *held);
+}
+
+bool EtcdWatch::RunStream(absl::Status* why, bool* again_now) {
   const size_t endpoint = client_->PreferredEndpoint();
   if (!client_->Connect(endpoint, absl::Now() + kWatchStreamMaxAge).ok()) {
     client_->MarkFailed(endpoint);
@@ -101,9 +134,11 @@ bool EtcdWatch::RunStream(absl::Status* why) {
   EtcdClient::PrepareContext(&context, absl::Now() + kWatchStreamMaxAge,
                              /*require_leader=*/true);
   etcdserverpb::WatchRequest request;
+  int64_t start = 0;
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_) return false;
+    start = next_revision_;
     stream_context_ = &context;
     etcdserverpb::WatchCreateRequest* create = request.mutable_create_request();
     create->set_key(options_.key);
@@ -125,8 +160,47 @@ bool EtcdWatch::RunStream(absl::Status* why) {
       stream_ = stream.get();
     }
     etcdserverpb::WatchResponse response;
+    // Order (with on_gap): the check runs after etcd has sent this stream's
+    // first events or progress notification, i.e. after it has read the
+    // revisions from `start` on, and before any of them is delivered.
+    // Compaction revisions only grow, so if `start` - 1 is not compacted at
+    // the check it was not when etcd read them: no tombstone at or above
+    // `start` was dropped. Checking before creating the stream would leave a
+    // compaction landing in between unseen.
+    bool start_checked = !options_.on_gap;
     while (stream->Read(&response)) {
       progressed = true;
+      if (response.canceled() && response.compact_revision() > 0 &&
+          options_.on_gap) {
+        ResumeAfterGap(start, why);
+        *again_now = why->ok();
+        broken = false;
+        break;
+      }
+      if (!start_checked &&
+          !(response.created() && response.events_size() == 0)) {
+        bool check_failed = false;
+        if (!StartIsWhole(start, &check_failed)) {
+          if (check_failed) {
+            progressed = false;  // Counts as a failed reconnect.
+          } else {
+            ResumeAfterGap(start, why);
+            *again_now = why->ok();
+            broken = false;
+          }
+          break;
+        }
+        start_checked = true;
+      }
+      if (response.created() && options_.on_gap) {
+        // Answered once the watch has caught up with history: moves
+        // next_revision_ to etcd's revision (see below) even if nothing
+        // under the key changes.
+        absl::MutexLock lock(&mu_);
+        etcdserverpb::WatchRequest progress;
+        progress.mutable_progress_request();
+        (void)stream->Write(progress);
+      }
       if (response.canceled()) {
         if (response.compact_revision() > 0) {
           *why = absl::OutOfRangeError(absl::StrCat(
@@ -143,6 +217,11 @@ bool EtcdWatch::RunStream(absl::Status* why) {
         if (!response.created()) {
           absl::MutexLock lock(&mu_);
           progress_revision_ = std::max(progress_revision_, response.header().revision());
+          if (options_.on_gap) {
+            // Everything up to it is delivered: a reconnect may start
+            // after it (a recent start is less likely to be compacted).
+            next_revision_ = std::max(next_revision_, progress_revision_ + 1);
+          }
         }
         continue;
       }

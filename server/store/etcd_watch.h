@@ -15,8 +15,8 @@
 // kMaxWatchReconnectsWithoutProgress times in a row without receiving a
 // response; then on_end(UNAVAILABLE). If the start revision has been
 // compacted, on_end(OUT_OF_RANGE): the follower must reload with a scan.
-// on_end runs at most once, never after Cancel() (or the destructor)
-// returns, and never for a Cancel().
+// on_end runs at most once (see also EtcdWatchOptions::on_gap), never after
+// Cancel() (or the destructor) returns, and never for a Cancel().
 //
 // Previous values: with `prev_kv` set, etcd attaches to every update and
 // delete event the key's value before it (read at mod_revision - 1), so a
@@ -76,6 +76,10 @@ struct WatchEvent {
   std::optional<std::string> prev_value;
 };
 
+// on_gap(start_revision) -> the revision the follower holds after reloading.
+using WatchGapFn =
+    std::function<absl::StatusOr<int64_t>(int64_t start_revision)>;
+
 struct EtcdWatchOptions {
   std::string key;        // Start of the range (or the single key).
   std::string range_end;  // Exclusive end; empty = just `key`.
@@ -83,6 +87,18 @@ struct EtcdWatchOptions {
   std::string strip_prefix;    // Removed from every delivered key.
   bool only_deletes = false;   // Ask etcd to drop put events.
   bool prev_kv = false;        // Ask etcd for each event's previous value.
+  // Set by followers that must see every delete (a standby): etcd drops
+  // tombstones at a compaction revision C yet still lets a watch start at
+  // C, so a stream from S could silently lack S's deletes. With on_gap set,
+  // every stream (first start and each reconnect, from S) checks that S - 1
+  // is not compacted (a Range at S - 1) before delivering its first
+  // response, and asks for progress once created (so an idle watch's
+  // reconnects start from a recent revision). If S - 1 is compacted, or
+  // etcd cancels the watch as compacted, on_gap(S) runs on the watch thread
+  // instead of any delivery or on_end: the follower reloads and returns the
+  // revision it now holds, and the watch resumes from the one after it. An
+  // error from on_gap ends the watch (on_end gets it).
+  WatchGapFn on_gap;
 };
 
 class EtcdWatch {
@@ -118,8 +134,16 @@ class EtcdWatch {
   void Run();
   // One stream on one endpoint until it breaks, ends or is cancelled.
   // Returns true if it received at least one response. `why` gets the
-  // terminal status when the watch must end (compaction), else stays OK.
-  bool RunStream(absl::Status* why);
+  // terminal status when the watch must end (compaction), else stays OK;
+  // `again_now` is set when the next stream should open without a pause
+  // (resumed after a gap, nothing is wrong with the member).
+  bool RunStream(absl::Status* why, bool* again_now);
+  // With on_gap: false if `start` - 1 is compacted (or the check failed:
+  // `*check_failed` set), true if the history from `start` on is whole.
+  bool StartIsWhole(int64_t start, bool* check_failed);
+  // Runs on_gap(start); the watch resumes after the revision it returns,
+  // or ends (`*why`) if it fails.
+  void ResumeAfterGap(int64_t start, absl::Status* why);
 
   // Constant after construction.
   EtcdClient* const client_;
