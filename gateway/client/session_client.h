@@ -10,10 +10,14 @@
 //                      completion-queue thread
 //
 // The stream uses gRPC's completion-queue API with one dedicated thread
-// blocked in CompletionQueue::Next(): that thread polls the connection
-// itself, so a read or write completion costs one wake-up (gRPC 1.51's
-// callback API hands every completion from the poller to a callback
-// thread: two). At most one read and one write are outstanding per stream.
+// blocked in CompletionQueue::Next() (one read and at most one write
+// outstanding per stream). That thread wakes once per completion, but
+// under gRPC 1.51's epoll1 engine it is only one of the process's
+// candidate pollers (the callback API's threads, the sync watch readers),
+// so a completion is often polled elsewhere and handed over: ~9-10 context
+// switches per NLM call at one client as with the callback API, 40% fewer
+// at 64 clients (docs/BENCHMARKS.md, "Session stream on the
+// completion-queue API").
 //
 // Failure handling keeps the unary path's guarantees (server_client.h):
 //   - a stream that ends puts its unanswered calls back at the head of the
