@@ -1,9 +1,10 @@
 // The "admin_audit" log lines of the mutating AdminService calls, to the
 // byte (timestamp and the caller's ephemeral port aside), together with the
 // replies: one line when a call completes (ok or not), one when it is refused
-// before admission (authorisation, reason), none for a call an admitted
-// request's own validation rejects before it reaches the core, nor for a
-// validate_only ForceRelease.
+// before admission (authorisation, reason), one when an admitted request's
+// own validation rejects it before it reaches the core (an operator's refused
+// attempt belongs in the audit log), none for a validate_only ForceRelease
+// that passes (a dry run changes nothing).
 #include <functional>
 #include <regex>
 #include <string>
@@ -83,12 +84,16 @@ TEST_F(AdminAuditTest, DrainGatewayAuditsItsOutcome) {
   EXPECT_EQ(s.error_message(),
             "gateway_id: unknown gateway identity 'gw-nobody'");
 
-  // An empty gateway_id is rejected after admission, before the core: no line.
+  // An empty gateway_id is rejected after admission, before the core: the
+  // refused attempt is audited too.
   r = WithReason(r);
   r.set_gateway_id("");
-  EXPECT_TRUE(AuditLinesOf([&] {
-                s = admin_->DrainGateway(Ctx().get(), r, &resp);
-              }).empty());
+  EXPECT_EQ(
+      AuditLinesOf([&] { s = admin_->DrainGateway(Ctx().get(), r, &resp); }),
+      std::vector<std::string>{
+          "WARN admin_audit call=DrainGateway caller=ipv4:127.0.0.1:PORT "
+          "reason=\"audit test\" target=\"gateway  undrain\" "
+          "outcome=\"INVALID_ARGUMENT: gateway_id: 1..1024 bytes required\""});
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "gateway_id: 1..1024 bytes required");
 }
@@ -129,13 +134,17 @@ TEST_F(AdminAuditTest, ResetGatewayAndEndGraceAuditTheirOutcomes) {
                                "target=\"gateway gw-a\" outcome=ok"});
   EXPECT_TRUE(s.ok()) << s.error_message();
 
-  // An unknown identity: ResetGateway finds out before the core (no line),
-  // EndGrace from the core's reply (audited).
-  r = WithReason(r);
+  // An unknown identity: ResetGateway finds out before the core, EndGrace
+  // from the core's reply; both are audited.
+  r = WithReason(r, "lost");
   r.set_gateway_id("gw-nobody");
-  EXPECT_TRUE(AuditLinesOf([&] {
-                s = admin_->ResetGateway(Ctx().get(), r, &rr);
-              }).empty());
+  EXPECT_EQ(
+      AuditLinesOf([&] { s = admin_->ResetGateway(Ctx().get(), r, &rr); }),
+      std::vector<std::string>{"WARN admin_audit call=ResetGateway "
+                               "caller=ipv4:127.0.0.1:PORT reason=lost "
+                               "target=\"gateway gw-nobody\" "
+                               "outcome=\"NOT_FOUND: gateway_id: unknown "
+                               "gateway identity 'gw-nobody'\""});
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   e = WithReason(e, "end it");
   e.set_gateway_id("gw-nobody");

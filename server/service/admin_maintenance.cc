@@ -45,7 +45,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DrainGateway(
     return Finish(ctx, s);
   }
   if (absl::Status s = CheckGatewayId(request->gateway_id()); !s.ok()) {
-    return Finish(ctx, s);
+    return Admitted(ctx, "DrainGateway", request->reason(), target).Finish(s);
   }
   core::DrainGatewayCmd cmd;
   cmd.request_id = request->request_id();
@@ -88,7 +88,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EndGrace(grpc::CallbackServerContext
     return Finish(ctx, s);
   }
   if (absl::Status s = CheckGatewayId(request->gateway_id()); !s.ok()) {
-    return Finish(ctx, s);
+    return Admitted(ctx, "EndGrace", request->reason(), target).Finish(s);
   }
   core::EndGraceCmd cmd;
   cmd.request_id = request->request_id();

@@ -330,7 +330,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ForceRelease(
     planned = PlanRelease(core, *request, plan.get());
   });
   if (s.ok()) s = planned;
-  if (!s.ok()) return Finish(ctx, s);
+  if (!s.ok()) {
+    return Admitted(ctx, "ForceRelease", request->reason(), target).Finish(s);
+  }
   response->set_released_locks(plan->locks);
   response->set_released_shares(plan->shares);
   response->set_cancelled_waiters(plan->waiters);
@@ -373,7 +375,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SimulateClientReboot(
     return Finish(ctx, s);
   }
   if (request->client_name().empty() || request->client_name().size() > kNameBytesMax) {
-    return Finish(ctx, absl::InvalidArgumentError("client_name: 1..1024 bytes required"));
+    return Admitted(ctx, "SimulateClientReboot", request->reason(), target)
+        .Finish(
+            absl::InvalidArgumentError("client_name: 1..1024 bytes required"));
   }
   core::NotifyCmd cmd;
   cmd.request_id = request->request_id();
@@ -438,7 +442,10 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SimulateClientReboot(
     response->set_new_state(next);
   });
   if (s.ok()) s = verdict;
-  if (!s.ok()) return Finish(ctx, s);
+  if (!s.ok()) {
+    return Admitted(ctx, "SimulateClientReboot", request->reason(), target)
+        .Finish(s);
+  }
   return SubmitMutation(ctx, "SimulateClientReboot", request->reason(), target,
                         cmd, [](const absl::StatusOr<core::Reply>& r) {
                           absl::Status status =
@@ -481,7 +488,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ResetGateway(
     }
   });
   if (s.ok()) s = verdict;
-  if (!s.ok()) return Finish(ctx, s);
+  if (!s.ok()) {
+    return Admitted(ctx, "ResetGateway", request->reason(), target).Finish(s);
+  }
   core::ResetGatewayCmd cmd;
   cmd.request_id = request->request_id();
   cmd.gateway = request->gateway_id();

@@ -17,8 +17,9 @@
 // at a time, so a listing never stalls the lock service for O(table).
 // Mutations go through CoreRunner::Submit like any NLM request: their
 // replies are released only once durable. Each writes one audit line: when
-// Admit refuses it, else when it completes (AdmittedMutation::Finish, which
-// SubmitMutation calls with the core's reply).
+// Admit refuses it, else when its own validation rejects it or it completes
+// (AdmittedMutation::Finish, which SubmitMutation calls with the core's
+// reply). Only a validate_only dry run that passes writes none.
 //
 // Thread-safety: handlers run concurrently; state lives in the CoreRunner;
 // ServerInfo, the authoriser and the leadership hook are constant after
