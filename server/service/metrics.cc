@@ -76,6 +76,12 @@ class StateCollector final : public prometheus::Collectable {
           c.unconfirmed_grants);
     counter("events_dropped_total", "Oldest events evicted at the outbox limit.",
             c.events_dropped);
+    gauge("dedup_entries", "Remembered request ids (request dedup ring).",
+          c.dedup_entries);
+    gauge("dedup_records_to_migrate",
+          "Persisted dedup records not yet moved into the current ring "
+          "(after an upgrade or a dedup limit change; falls to 0).",
+          c.dedup_records_to_migrate);
 
     auto state = Family("gateway_nsm_state", "NSM state number per gateway identity.",
                         MetricType::Gauge);

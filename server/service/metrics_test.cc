@@ -81,7 +81,8 @@ TEST_F(MetricsTest, ScrapeHasTheNamedSeries) {
         "lockwarden_notification_acks_total{outcome=\"failed\"} 0",
         "lockwarden_drained_blocking_locks_total 0",
         "lockwarden_is_leader 1", "lockwarden_leader_changes_total 0",
-        "lockwarden_fencing_token 0"}) {
+        "lockwarden_fencing_token 0", "lockwarden_dedup_entries ",
+        "lockwarden_dedup_records_to_migrate 0"}) {
     EXPECT_NE(text.find(series), std::string::npos) << "missing " << series << " in\n" << text;
   }
 }
