@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -185,6 +186,108 @@ TEST(EtcdWatchTest, PreviousValuesExceptForCreatesAndCompactedRevisions) {
   EXPECT_EQ(events[0].value, "v4");
   EXPECT_EQ(events[0].create_revision, *start + 4);  // An update...
   EXPECT_FALSE(events[0].prev_value.has_value());  // ...without its old value.
+}
+
+// etcd drops the tombstone of a delete at the compaction revision C yet
+// lets a watch start at C. With on_gap, a stream whose start - 1 is
+// compacted (start == C) or that etcd cancels as compacted (start < C)
+// calls on_gap(start) instead of delivering, and resumes after the
+// revision on_gap returns; an on_gap error ends the watch with it.
+TEST(EtcdWatchTest, OnGapWhenTheStartIsAtOrBelowTheCompactionRevision) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster =
+      EtcdCluster::Start({.members = 1});
+  ASSERT_THAT(cluster, IsOk());
+  EtcdStoreOptions options;
+  options.client.endpoints = (*cluster)->ClientEndpoints();
+  options.key_prefix = "/lwtest/gap/";
+  options.fenced = false;
+  std::unique_ptr<EtcdStore> store = *EtcdStore::Open(options);
+  absl::StatusOr<int64_t> base = store->CurrentRevision();
+  ASSERT_THAT(base, IsOk());
+  LW_ASSERT_OK(store->Commit({Mutation::Put("a", "1")}));  // base + 1
+  LW_ASSERT_OK(store->Commit({Mutation::Put("b", "1")}));  // base + 2
+  LW_ASSERT_OK(store->Commit({Mutation::Delete("a")}));    // base + 3
+  LW_ASSERT_OK(store->Commit({Mutation::Put("c", "1")}));  // base + 4
+  const int64_t compacted_at = *base + 3;
+  const std::string compact =
+      absl::StrCat("ETCDCTL_API=3 etcdctl --command-timeout=10s --endpoints=",
+                   (*cluster)->EndpointsFlag(), " compact --physical ",
+                   compacted_at, " >/dev/null 2>&1");
+  ASSERT_EQ(std::system(compact.c_str()), 0) << compact;
+
+  // Without on_gap, etcd's behaviour: the delete at the start is gone.
+  Collected plain;
+  absl::StatusOr<std::unique_ptr<EtcdWatch>> watch = store->WatchFrom(
+      compacted_at, [&](const std::vector<WatchEvent>& e) { plain.Add(e); },
+      [](absl::Status s) { ADD_FAILURE() << "watch ended: " << s; });
+  ASSERT_THAT(watch, IsOk());
+  std::vector<WatchEvent> events = plain.WaitFor(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].key, "c");  // No delete of "a".
+  (*watch)->Cancel();
+
+  // With on_gap, from the compaction revision and from below it: on_gap
+  // once with the start, then only what follows the revision it returns.
+  for (int64_t from : {compacted_at, compacted_at - 1}) {
+    SCOPED_TRACE(absl::StrCat("from ", from));
+    Collected followed;
+    absl::Mutex mu;
+    std::vector<int64_t> gaps;
+    watch = store->WatchFrom(
+        from, [&](const std::vector<WatchEvent>& e) { followed.Add(e); },
+        [](absl::Status s) { ADD_FAILURE() << "watch ended: " << s; },
+        /*previous_values=*/true,
+        [&](int64_t start) -> absl::StatusOr<int64_t> {
+          absl::MutexLock lock(&mu);
+          gaps.push_back(start);
+          return compacted_at;  // "Reloaded" at the compaction revision.
+        });
+    ASSERT_THAT(watch, IsOk());
+    events = followed.WaitFor(1);
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].key, "c");
+    EXPECT_EQ(events[0].mod_revision, *base + 4);
+    (*watch)->Cancel();
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(gaps, std::vector<int64_t>{from});
+  }
+
+  // A start whose previous revision is the compaction revision is whole.
+  Collected whole;
+  watch = store->WatchFrom(
+      compacted_at + 1, [&](const std::vector<WatchEvent>& e) { whole.Add(e); },
+      [](absl::Status s) { ADD_FAILURE() << "watch ended: " << s; },
+      /*previous_values=*/true,
+      [](int64_t start) -> absl::StatusOr<int64_t> {
+        ADD_FAILURE() << "gap at " << start;
+        return start;
+      });
+  ASSERT_THAT(watch, IsOk());
+  EXPECT_EQ(whole.WaitFor(1).size(), 1u);
+  (*watch)->Cancel();
+
+  // on_gap failing ends the watch with its status.
+  absl::Mutex mu;
+  std::optional<absl::Status> ended;
+  watch = store->WatchFrom(
+      compacted_at, [](const std::vector<WatchEvent>&) {},
+      [&](absl::Status s) {
+        absl::MutexLock lock(&mu);
+        ended = s;
+      },
+      /*previous_values=*/true,
+      [](int64_t) -> absl::StatusOr<int64_t> {
+        return absl::UnavailableError("follower broken");
+      });
+  ASSERT_THAT(watch, IsOk());
+  {
+    absl::MutexLock lock(&mu);
+    auto done = [&ended] { return ended.has_value(); };
+    mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(10));
+    ASSERT_TRUE(ended.has_value());
+    EXPECT_THAT(*ended, StatusIs(absl::StatusCode::kUnavailable));
+  }
+  (*watch)->Cancel();
 }
 
 TEST(EtcdWatchTest, RejectsBadOptions) {
