@@ -147,7 +147,7 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::StartWithCore(
     interceptors.push_back(s->metrics_->NewInterceptorFactory());
   }
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  s->lock_service_->AddToBuilder(&builder, options.session_threads);
+  builder.RegisterService(s->lock_service_.get());
   builder.RegisterService(s->monitor_service_.get());
   builder.RegisterService(s->admin_service_.get());
   s->server_ = builder.BuildAndStart();
@@ -155,7 +155,6 @@ absl::StatusOr<std::unique_ptr<LockServer>> LockServer::StartWithCore(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen, " (address in use or invalid)"));
   }
-  s->lock_service_->StartSessions();
   s->admin_service_->SetBoundPort(s->port_);
   LockServer* raw = s.get();
   s->runner_->SetHealthCallback([raw](bool serving) { raw->SetServing(serving); });
@@ -200,8 +199,6 @@ void LockServer::Shutdown() {
   runner_->Stop();
   pipeline_->Shutdown();  // Drains every queued commit.
   server_->Wait();
-  // Every Session stream is gone (Shutdown waited for their calls).
-  lock_service_->StopSessions();
   const store::CommitPipelineStats stats = pipeline_->Stats();
   LogEvent(LogLevel::kInfo, "shutdown_done",
            {{"commits", stats.commits}, {"failed_commits", stats.failed_commits}});

@@ -38,9 +38,6 @@ struct LockServerOptions {
   store::CommitPipelineOptions pipeline;
   int64_t shutdown_timeout_ms = 5000;  // In-flight RPCs get this long.
   int max_receive_message_bytes = 4 * 1024 * 1024;
-  // Threads serving LockService.Session (1..kSessionThreadsMax), each
-  // polling its own completion queue (session_stream.h).
-  int session_threads = 1;
   // Who may call mutating AdminService RPCs (see auth.h).
   AdminAuthOptions admin_auth;
   // Listener credentials (tls.h); null = insecure (plaintext).

@@ -91,10 +91,10 @@ grpc::ServerUnaryReactor* LockServiceImpl::AckGrant(grpc::CallbackServerContext*
   return SubmitUnary(runner_, ctx, request, response, kFill);
 }
 
-void LockServiceImpl::AddToBuilder(grpc::ServerBuilder* builder,
-                                   int session_threads) {
-  builder->RegisterService(this);
-  session_queues_.AddTo(builder, session_threads);
+grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>*
+LockServiceImpl::Session(grpc::CallbackServerContext* ctx) {
+  (void)ctx;
+  return new SessionStream(runner_, &sessions_);
 }
 
 }  // namespace lockwarden::service

@@ -1,15 +1,8 @@
 // LockService (lockwarden.v1): NLM lock operations for gateways and gRPC
 // clients, on the CoreRunner. See proto/lockwarden/v1/lock_service.proto.
 //
-// Session runs on the asynchronous API, on SessionQueues' own threads; every
-// other method on the callback API (session_stream.h says why). Sequence:
-// AddToBuilder before ServerBuilder::BuildAndStart, StartSessions after it,
-// CloseSessions then grpc::Server::Shutdown, StopSessions after Shutdown
-// returned.
-//
 // Thread-safety: handlers run concurrently on gRPC threads; all lock state
-// is in the CoreRunner, the live Session streams in a SessionRegistry. The
-// Add/Start/StopSessions sequence runs on one thread.
+// is in the CoreRunner, the live Session streams in a SessionRegistry.
 #ifndef LOCKWARDEN_SERVER_SERVICE_LOCK_SERVICE_H_
 #define LOCKWARDEN_SERVER_SERVICE_LOCK_SERVICE_H_
 
@@ -19,10 +12,9 @@
 
 namespace lockwarden::service {
 
-class LockServiceImpl final : public SessionAsyncService {
+class LockServiceImpl final : public v1::LockService::CallbackService {
  public:
-  explicit LockServiceImpl(CoreRunner* runner)
-      : runner_(runner), session_queues_(this, runner, &sessions_) {}
+  explicit LockServiceImpl(CoreRunner* runner) : runner_(runner) {}
 
   grpc::ServerUnaryReactor* Test(grpc::CallbackServerContext* ctx,
                                  const v1::TestRequest* request,
@@ -50,23 +42,17 @@ class LockServiceImpl final : public SessionAsyncService {
   grpc::ServerUnaryReactor* AckGrant(grpc::CallbackServerContext* ctx,
                                      const v1::AckGrantRequest* request,
                                      v1::AckGrantResponse* response) override;
+  grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* Session(
+      grpc::CallbackServerContext* ctx) override;
 
-  // Registers the service and `session_threads` Session completion queues
-  // (1..kSessionThreadsMax) with `builder`.
-  void AddToBuilder(grpc::ServerBuilder* builder, int session_threads);
-  // Starts accepting Session calls (after BuildAndStart succeeded).
-  void StartSessions() { session_queues_.Start(); }
   // Ends every Session stream (UNAVAILABLE, after answering what is in
   // flight) and refuses new ones: called when the server shuts down, so
   // that gateways move on at once instead of at the shutdown deadline.
   void CloseSessions() { sessions_.CloseAll(); }
-  // Stops the Session threads; after grpc::Server::Shutdown returned.
-  void StopSessions() { session_queues_.Stop(); }
 
  private:
   CoreRunner* const runner_;
   SessionRegistry sessions_;
-  SessionQueues session_queues_;  // After sessions_: its streams use it.
 };
 
 }  // namespace lockwarden::service

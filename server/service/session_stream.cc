@@ -1,8 +1,5 @@
 #include "server/service/session_stream.h"
 
-#include <pthread.h>
-
-#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -174,52 +171,9 @@ void SessionRegistry::Remove(SessionStream* s) {
   sessions_.erase(s);
 }
 
-void SessionStream::Request(SessionAsyncService* service,
-                            grpc::ServerCompletionQueue* cq, CoreRunner* runner,
-                            SessionRegistry* registry) {
-  auto* s = new SessionStream(service, cq, runner, registry);
-  // Before the request: gRPC arms the notification when the call starts.
-  s->ctx_.AsyncNotifyWhenDone(&s->done_tag_);
-  service->RequestSession(&s->ctx_, &s->stream_, cq, cq, &s->accept_tag_);
-}
-
-void SessionStream::Dispatch(void* tag, bool ok) {
-  const OpTag* t = static_cast<const OpTag*>(tag);
-  SessionStream* s = t->stream;
-  switch (t->op) {
-    case Op::kAccept:
-      s->OnAccepted(ok);
-      return;
-    case Op::kRead:
-      s->OnReadDone(ok);
-      break;
-    case Op::kWrite:
-      s->OnWriteDone(ok);
-      break;
-    case Op::kFinish:
-      break;  // Nothing follows a Finish but the call-done notification.
-    case Op::kDone:
-      s->OnCallDone();
-      break;
-  }
-  s->Unref();  // The completed operation's reference.
-}
-
-SessionStream::SessionStream(SessionAsyncService* service,
-                             grpc::ServerCompletionQueue* cq,
-                             CoreRunner* runner, SessionRegistry* registry)
-    : service_(service), cq_(cq), runner_(runner), registry_(registry) {}
-
-void SessionStream::OnAccepted(bool ok) {
-  if (!ok) {
-    // The server is shutting down: no call, and no call-done notification.
-    Unref();
-    return;
-  }
-  // Let the next gateway in before this one's first message is handled.
-  Request(service_, cq_, runner_, registry_);
+SessionStream::SessionStream(CoreRunner* runner, SessionRegistry* registry)
+    : runner_(runner), registry_(registry) {
   const bool added = registry_->Add(this, runner_);
-  // The accept's reference now belongs to the call-done notification.
   absl::MutexLock lock(&mu_);
   if (!added) {
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -245,11 +199,9 @@ void SessionStream::Unref() {
 }
 
 void SessionStream::OnReadDone(bool ok) {
-  v1::SessionRequest request;
   {
     absl::MutexLock lock(&mu_);
     reading_ = false;
-    if (finished_) return;
     if (!ok) {
       // The gateway closed its side (or the call broke): answer what is in
       // flight, then finish.
@@ -267,13 +219,30 @@ void SessionStream::OnReadDone(bool ok) {
     }
     outstanding_ += static_cast<size_t>(request_.calls_size());
     ++refs_;  // For the batch; Submit or its completion drops it.
-    request.Swap(&request_);
+    to_submit_.emplace_back();
+    to_submit_.back().Swap(&request_);
     // Read the next message while this one is applied and committed.
     NextLocked();
+    // The next read's reaction may run on another executor thread before
+    // this one submits: whoever finds no submitter submits every queued
+    // message, in read order, so a gateway's calls apply in its order.
+    if (submitting_) return;
+    submitting_ = true;
   }
-  // Outside mu_: the batch may complete inline (reads of durable state, or
-  // an idle pipeline committing on this thread).
-  Submit(request);
+  for (;;) {
+    v1::SessionRequest request;
+    {
+      absl::MutexLock lock(&mu_);
+      if (to_submit_.empty()) {
+        submitting_ = false;
+        return;
+      }
+      request.Swap(&to_submit_.front());
+      to_submit_.pop_front();
+    }
+    // Outside mu_: the batch may complete inline (reads of durable state).
+    Submit(request);
+  }
 }
 
 void SessionStream::Submit(const v1::SessionRequest& request) {
@@ -342,15 +311,13 @@ void SessionStream::NextLocked() {
     for (v1::SessionResult& r : outbox_) results->Add(std::move(r));
     outbox_.clear();
     writing_ = true;
-    ++refs_;
-    stream_.Write(response_, &write_tag_);
+    StartWrite(&response_);
   }
   const bool stop_reading = read_closed_ || closing_;
   if (!reading_ && !stop_reading &&
       outstanding_ < kSessionOutstandingCallsMax) {
     reading_ = true;
-    ++refs_;
-    stream_.Read(&request_, &read_tag_);
+    StartRead(&request_);
   }
   if (stop_reading && outstanding_ == 0 && outbox_.empty() && !writing_) {
     FinishLocked(closing_ ? close_status_ : grpc::Status::OK);
@@ -360,25 +327,12 @@ void SessionStream::NextLocked() {
 void SessionStream::FinishLocked(const grpc::Status& status) {
   if (finished_) return;
   finished_ = true;
-  finish_status_ = status;
-  if (!writing_) StartFinishLocked();
-}
-
-void SessionStream::StartFinishLocked() {
-  // A cancelled call needs no status (and could not deliver one).
-  if (finish_started_ || call_done_) return;
-  finish_started_ = true;
-  ++refs_;
-  stream_.Finish(finish_status_, &finish_tag_);
+  Finish(status);
 }
 
 void SessionStream::OnWriteDone(bool ok) {
   absl::MutexLock lock(&mu_);
   writing_ = false;
-  if (finished_) {
-    StartFinishLocked();
-    return;
-  }
   if (!ok) {
     FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED,
                               "session stream broke while writing"));
@@ -387,48 +341,11 @@ void SessionStream::OnWriteDone(bool ok) {
   NextLocked();
 }
 
-void SessionStream::OnCallDone() {
-  // Finished, or cancelled by the gateway, a deadline or server shutdown:
-  // either way no operation may start any more.
+void SessionStream::OnCancel() {
   absl::MutexLock lock(&mu_);
-  call_done_ = true;
-  finished_ = true;
+  FinishLocked(grpc::Status::CANCELLED);
 }
 
-void SessionQueues::AddTo(grpc::ServerBuilder* builder, int threads) {
-  const int n = std::clamp(threads, 1, kSessionThreadsMax);
-  for (int i = 0; i < n; ++i) cqs_.push_back(builder->AddCompletionQueue());
-}
-
-void SessionQueues::Start() {
-  for (auto& cq : cqs_) {
-    grpc::ServerCompletionQueue* q = cq.get();
-    SessionStream::Request(service_, q, runner_, registry_);
-    threads_.emplace_back([q] {
-      void* tag = nullptr;
-      bool ok = false;
-      // Returns false once the queue is shut down and drained.
-      while (q->Next(&tag, &ok)) SessionStream::Dispatch(tag, ok);
-    });
-    // Named for profiles and nlm_bench's context switches per thread.
-    pthread_setname_np(threads_.back().native_handle(), "session-cq");
-  }
-}
-
-void SessionQueues::Stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  for (auto& cq : cqs_) cq->Shutdown();
-  for (std::thread& t : threads_) t.join();
-  threads_.clear();
-  // A queue must be drained before it is deleted; after its thread this
-  // finds nothing (the thread only returns once Next() says drained).
-  for (auto& cq : cqs_) {
-    void* tag = nullptr;
-    bool ok = false;
-    while (cq->Next(&tag, &ok)) SessionStream::Dispatch(tag, ok);
-  }
-  cqs_.clear();
-}
+void SessionStream::OnDone() { Unref(); }
 
 }  // namespace lockwarden::service

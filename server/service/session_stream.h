@@ -12,6 +12,10 @@
 // one read, one core lock hold, one queue entry, one fsync and one write
 // serve many requests.
 //
+// Order: a gateway's messages are applied in the order they were read,
+// even when the reaction to the next read runs on another callback thread
+// before this one has submitted (to_submit_: one submitter at a time).
+//
 // Limits: a message with more than kSessionCallsPerMessageMax calls ends
 // the stream with RESOURCE_EXHAUSTED. At most kSessionOutstandingCallsMax
 // calls are unanswered at once: past it the stream stops reading (gRPC flow
@@ -21,41 +25,23 @@
 // UNAVAILABLE once its calls in flight are answered, so the gateways open new
 // ones on the new state (SessionRegistry::ResetAll).
 //
-// Transport: Session is served through gRPC's asynchronous API on
-// completion queues of our own (SessionQueues), each polled by one dedicated
-// thread blocked in ServerCompletionQueue::Next(), while every other
-// LockService method stays on the callback API. gRPC 1.51 never runs a bidi
-// callback reaction inline: each read and write completion hopped from the
-// poller to a callback-executor thread. A thread in Next() is a poller
-// itself, so a completion costs at most one wake-up of that thread.
+// Lifetime: gRPC owns the reactor until OnDone; batches in flight and
+// SessionRegistry::CloseAll/ResetAll hold references, and the reactor deletes itself
+// when the last reference goes.
 //
-// Operations: at most one read and one write (Finish included) are in
-// flight per stream; each has its own tag (an OpTag member), returned by the
-// queue exactly once. Completions run on the queue's thread; operations
-// start there, on the commit thread (Deliver: a write, or a read resumed
-// after back-pressure) or in a registry call (Close): gRPC async operations
-// may start on any thread, and each starts under mu_ after checking that
-// none of its kind is in flight. Finish waits for the write in flight.
-//
-// Lifetime: the stream deletes itself when its last reference goes. The
-// accept (later, gRPC's "call done" notification), every operation in
-// flight, every CoreRunner batch in flight, and SessionRegistry::EndAll
-// hold one each. grpc::Server::Shutdown returns only once every accepted
-// stream is deleted (its ServerContext holds the call), so SessionQueues
-// shuts its queues down after it and never sees an operation started on a
-// shut-down queue.
-//
-// Thread-safety: all mutable state is guarded by mu_; lock order
-// SessionRegistry::mu_ before SessionStream::mu_. No gRPC completion runs
-// inline in the thread that starts an operation, so operations are started
-// under mu_ safely.
+// Thread-safety: reactions run on gRPC threads, batch completions on the
+// commit thread; all mutable state is guarded by mu_. gRPC operations
+// (StartRead/StartWrite/Finish) are started under mu_, so that no operation
+// can start after Finish: gRPC 1.51 never runs a bidi reaction inline
+// (grpcpp/impl/codegen/server_callback_handlers.h: can_inline=false), so
+// this cannot deadlock.
 #ifndef LOCKWARDEN_SERVER_SERVICE_SESSION_STREAM_H_
 #define LOCKWARDEN_SERVER_SERVICE_SESSION_STREAM_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -109,53 +95,20 @@ class SessionRegistry {
   std::shared_ptr<ResetHook> hook_ ABSL_GUARDED_BY(mu_);
 };
 
-// LockService with Session on the asynchronous API, the rest on callbacks.
-// The order matters: gRPC 1.51's MarkMethodAsync drops a method's handler
-// only when the method was synchronous, so WithAsyncMethod_Session applied
-// over CallbackService would leave Session a callback method whose async
-// RequestSession crashes. Session goes async on the plain (synchronous)
-// Service first; the callback wrappers then replace the other handlers. A
-// method added to the proto must be added here, or it stays synchronous.
-using SessionAsyncService = v1::LockService::WithCallbackMethod_Test<
-    v1::LockService::WithCallbackMethod_Lock<
-        v1::LockService::WithCallbackMethod_Cancel<
-            v1::LockService::WithCallbackMethod_Unlock<
-                v1::LockService::WithCallbackMethod_Share<
-                    v1::LockService::WithCallbackMethod_Unshare<
-                        v1::LockService::WithCallbackMethod_FreeAll<
-                            v1::LockService::WithCallbackMethod_WatchGrants<
-                                v1::LockService::WithCallbackMethod_AckGrant<
-                                    v1::LockService::WithAsyncMethod_Session<
-                                        v1::LockService::Service>>>>>>>>>>;
-
-// One Session call, from its accept to its end (see the banner).
-class SessionStream final {
+class SessionStream final
+    : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse> {
  public:
-  // Asks gRPC for the next Session call on `cq`; the new stream accepts it
-  // and then asks for the next one. Every pointer must outlive the stream.
-  static void Request(SessionAsyncService* service,
-                      grpc::ServerCompletionQueue* cq, CoreRunner* runner,
-                      SessionRegistry* registry);
-  // Handles one completion taken from a Session queue.
-  static void Dispatch(void* tag, bool ok);
+  // Starts reading; `runner` and `registry` must outlive the stream.
+  SessionStream(CoreRunner* runner, SessionRegistry* registry);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
 
  private:
   friend class SessionRegistry;
-  enum class Op { kAccept, kRead, kWrite, kFinish, kDone };
-  // A completion-queue tag: which operation of which stream completed.
-  struct OpTag {
-    SessionStream* stream;
-    Op op;
-  };
-
-  SessionStream(SessionAsyncService* service, grpc::ServerCompletionQueue* cq,
-                CoreRunner* runner, SessionRegistry* registry);
   ~SessionStream() = default;
-
-  void OnAccepted(bool ok);
-  void OnReadDone(bool ok);
-  void OnWriteDone(bool ok);
-  void OnCallDone();
   // Reference counting (see Lifetime above).
   bool TryRefLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unref();
@@ -167,77 +120,30 @@ class SessionStream final {
   void Close(const grpc::Status& status);
   // Starts the next write / read / finish, as the state allows.
   void NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the call with `status` (first status wins): no operation starts
-  // after it, and gRPC's Finish starts once no write is in flight.
   void FinishLocked(const grpc::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  SessionAsyncService* const service_;
-  grpc::ServerCompletionQueue* const cq_;
   CoreRunner* const runner_;
   SessionRegistry* const registry_;
-  OpTag accept_tag_{this, Op::kAccept};
-  OpTag read_tag_{this, Op::kRead};
-  OpTag write_tag_{this, Op::kWrite};
-  OpTag finish_tag_{this, Op::kFinish};
-  OpTag done_tag_{this, Op::kDone};
-
-  // gRPC's call state; operations on stream_ are started under mu_.
-  grpc::ServerContext ctx_;
-  grpc::ServerAsyncReaderWriter<v1::SessionResponse, v1::SessionRequest>
-      stream_{&ctx_};
 
   absl::Mutex mu_;
-  int refs_ ABSL_GUARDED_BY(mu_) = 1;  // The accept's, then the call-done's.
+  int refs_ ABSL_GUARDED_BY(mu_) = 1;  // gRPC's, dropped in OnDone.
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;  // Client done or failed.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // No new reads or writes.
-  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
-  bool call_done_ ABSL_GUARDED_BY(mu_) = false;      // gRPC: call over.
-  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);  // Once finished_.
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status close_status_ ABSL_GUARDED_BY(mu_);  // Once closing_.
   size_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // Calls read, unanswered.
   std::vector<v1::SessionResult> outbox_ ABSL_GUARDED_BY(mu_);
+  // Messages read but not yet submitted (at most a few: reading stops at
+  // kSessionOutstandingCallsMax calls), and whether a reaction is
+  // submitting them (one at a time, in read order).
+  std::deque<v1::SessionRequest> to_submit_ ABSL_GUARDED_BY(mu_);
+  bool submitting_ ABSL_GUARDED_BY(mu_) = false;
   // Owned by the read in flight / the write in flight respectively.
   v1::SessionRequest request_;
   v1::SessionResponse response_;
-};
-
-// Threads serving Session calls at most (one completion queue each).
-inline constexpr int kSessionThreadsMax = 16;
-
-// The completion queues and threads that serve LockService.Session.
-// Sequence: AddTo(builder) before BuildAndStart; Start() after it; Stop()
-// after grpc::Server::Shutdown returned (the destructor calls it too).
-// Thread-safety: AddTo/Start/Stop from one thread.
-class SessionQueues {
- public:
-  // The pointers must outlive the queues.
-  SessionQueues(SessionAsyncService* service, CoreRunner* runner,
-                SessionRegistry* registry)
-      : service_(service), runner_(runner), registry_(registry) {}
-  ~SessionQueues() { Stop(); }
-  SessionQueues(const SessionQueues&) = delete;
-  SessionQueues& operator=(const SessionQueues&) = delete;
-
-  // Adds `threads` (1..kSessionThreadsMax, clamped) completion queues.
-  void AddTo(grpc::ServerBuilder* builder, int threads);
-  // Requests one Session call per queue and starts each queue's thread.
-  void Start();
-  // Shuts the queues down, drains them (failed accepts delete their
-  // streams) and joins the threads. Idempotent.
-  void Stop();
-
- private:
-  SessionAsyncService* const service_;
-  CoreRunner* const runner_;
-  SessionRegistry* const registry_;
-  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs_;
-  std::vector<std::thread> threads_;
-  bool stopped_ = false;
 };
 
 }  // namespace lockwarden::service

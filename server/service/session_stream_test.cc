@@ -1,7 +1,7 @@
 // LockService.Session over real gRPC on loopback: batching, per-call
 // errors, request_id deduplication across streams, limits, shutdown (idle,
-// and while a batch commits), many concurrent sessions on several
-// completion-queue threads, snapshot import resetting every session.
+// and while a batch commits), many concurrent sessions, snapshot import
+// resetting every session.
 #include <atomic>
 #include <memory>
 #include <string>
@@ -286,11 +286,7 @@ TEST_F(SessionStreamTest, ShutdownEndsAnIdleSessionWithUnavailable) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(4));
 }
 
-TEST_F(SessionStreamTest, ManyConcurrentSessionsOnTwoThreadsAreAllAnswered) {
-  StopServer();
-  LockServerOptions options;
-  options.session_threads = 2;
-  StartServer(&store_, options);
+TEST_F(SessionStreamTest, ManyConcurrentSessionsAreAllAnswered) {
   constexpr int kSessions = 24;
   constexpr int kRounds = 20;
   std::atomic<int> granted{0};
@@ -372,11 +368,7 @@ TEST_F(SessionStreamTest, ShutdownWhileABatchCommitsAnswersItThenEnds) {
   EXPECT_EQ(ListLocks("fh1").locks_size(), 2);
 }
 
-TEST_F(SessionStreamTest, ShutdownEndsSessionsOnEveryThread) {
-  StopServer();
-  LockServerOptions options;
-  options.session_threads = 3;
-  StartServer(&store_, options);
+TEST_F(SessionStreamTest, ShutdownEndsEverySession) {
   std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
   std::vector<std::unique_ptr<Stream>> streams;
   for (int i = 0; i < 6; ++i) {
@@ -396,10 +388,6 @@ TEST_F(SessionStreamTest, ShutdownEndsSessionsOnEveryThread) {
 }
 
 TEST_F(SessionStreamTest, SnapshotImportResetsEverySessionAndNewOnesSeeIt) {
-  StopServer();
-  LockServerOptions options;
-  options.session_threads = 2;
-  StartServer(&store_, options);
   ASSERT_EQ(Lock(LockReq("host-x", 1, "fh2", 0, 10)), v1::LOCK_STATUS_GRANTED);
   // The snapshot holds host-x's lock only.
   std::vector<v1::SnapshotChunk> snapshot;
