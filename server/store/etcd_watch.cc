@@ -161,8 +161,8 @@ bool EtcdWatch::RunStream(absl::Status* why, bool* again_now) {
     }
     etcdserverpb::WatchResponse response;
     // Order (with on_gap): the check runs after etcd has sent this stream's
-    // first events or progress notification, i.e. after it has read the
-    // revisions from `start` on, and before any of them is delivered.
+    // first events, i.e. after it has read the revisions from `start` on,
+    // and before any of them is delivered.
     // Compaction revisions only grow, so if `start` - 1 is not compacted at
     // the check it was not when etcd read them: no tombstone at or above
     // `start` was dropped. Checking before creating the stream would leave a
@@ -177,8 +177,11 @@ bool EtcdWatch::RunStream(absl::Status* why, bool* again_now) {
         broken = false;
         break;
       }
-      if (!start_checked &&
-          !(response.created() && response.events_size() == 0)) {
+      // Only an events response proves etcd has read the history from
+      // `start`: etcd before 3.4.24 answers a progress request at once with
+      // its current revision, even for a watcher still reading its backlog
+      // (etcd issue 15220).
+      if (!start_checked && response.events_size() > 0) {
         bool check_failed = false;
         if (!StartIsWhole(start, &check_failed)) {
           if (check_failed) {
@@ -191,15 +194,6 @@ bool EtcdWatch::RunStream(absl::Status* why, bool* again_now) {
           break;
         }
         start_checked = true;
-      }
-      if (response.created() && options_.on_gap) {
-        // Answered once the watch has caught up with history: moves
-        // next_revision_ to etcd's revision (see below) even if nothing
-        // under the key changes.
-        absl::MutexLock lock(&mu_);
-        etcdserverpb::WatchRequest progress;
-        progress.mutable_progress_request();
-        (void)stream->Write(progress);
       }
       if (response.canceled()) {
         if (response.compact_revision() > 0) {
@@ -216,12 +210,8 @@ bool EtcdWatch::RunStream(absl::Status* why, bool* again_now) {
         // revision have been delivered.
         if (!response.created()) {
           absl::MutexLock lock(&mu_);
-          progress_revision_ = std::max(progress_revision_, response.header().revision());
-          if (options_.on_gap) {
-            // Everything up to it is delivered: a reconnect may start
-            // after it (a recent start is less likely to be compacted).
-            next_revision_ = std::max(next_revision_, progress_revision_ + 1);
-          }
+          progress_revision_ =
+              std::max(progress_revision_, response.header().revision());
         }
         continue;
       }

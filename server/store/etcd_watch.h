@@ -92,8 +92,7 @@ struct EtcdWatchOptions {
   // C, so a stream from S could silently lack S's deletes. With on_gap set,
   // every stream (first start and each reconnect, from S) checks that S - 1
   // is not compacted (a Range at S - 1) before delivering its first
-  // response, and asks for progress once created (so an idle watch's
-  // reconnects start from a recent revision). If S - 1 is compacted, or
+  // events. If S - 1 is compacted, or
   // etcd cancels the watch as compacted, on_gap(S) runs on the watch thread
   // instead of any delivery or on_end: the follower reloads and returns the
   // revision it now holds, and the watch resumes from the one after it. An
