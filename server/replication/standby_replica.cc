@@ -251,8 +251,13 @@ void StandbyReplica::OnEnd(absl::Status why) {
 absl::StatusOr<core::LockCore> StandbyReplica::TakeCaughtUp(absl::Duration timeout) {
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + timeout;
-  // Every commit acknowledged before now is at or below this revision.
-  absl::StatusOr<int64_t> target = store_->CurrentRevision();
+  // Every commit acknowledged before now is below the marker's revision,
+  // and the watch has delivered all of them once it has delivered the
+  // marker (events come in revision order). etcd's progress notifications
+  // are not used here: before 3.4.24 a requested one can overtake events
+  // still queued on the server (etcd issue 15220), and a takeover would
+  // then serve a core without the last commits.
+  absl::StatusOr<int64_t> target = store_->PutSyncMarker();
   if (!target.ok()) return target.status();
   while (true) {
     {
@@ -260,13 +265,12 @@ absl::StatusOr<core::LockCore> StandbyReplica::TakeCaughtUp(absl::Duration timeo
       if (!broken_.ok()) return broken_;
       if (taken_) return absl::FailedPreconditionError("replica already taken");
     }
-    if (watch_->progress_revision() >= *target) break;
+    if (watch_->delivered_revision() >= *target) break;
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           "replica: not caught up with revision ", *target, " within ",
           absl::FormatDuration(timeout)));
     }
-    (void)watch_->RequestProgress();  // Reconnecting: just poll again.
     absl::SleepFor(kProgressPollInterval);
   }
   watch_->Cancel();  // Joins the watch thread: no apply or reload runs now.

@@ -7,10 +7,12 @@
 //            prev_kv); the events of each revision (one leader commit = one
 //            Txn = one revision) become LockCore::ApplyRecords on the same
 //            core, each change's previous value taken from its event
-//   takeover TakeCaughtUp(): a linearizable read gives the revision R' the
-//            store is at; the watch is asked for progress until everything
-//            up to R' has been applied; the core's invariants are checked
-//            and the core is handed to the new leader's LockServer.
+//   takeover TakeCaughtUp(): puts the store's sync marker (every commit
+//            acknowledged before is below its revision R') and waits until
+//            the watch has delivered the marker, so everything up to R' has
+//            been applied (not etcd's progress notifications: before 3.4.24
+//            they can overtake queued events); the core's invariants are
+//            checked and the core is handed to the new leader's LockServer.
 //
 // The replica holds the state once, in the core: the core needs a deleted
 // record's old value to find it (a lock's file), and etcd sends it with the
@@ -71,7 +73,7 @@ namespace lockwarden::replication {
 // How long a takeover waits for the watch to catch up before it falls
 // back to a full reload.
 inline constexpr absl::Duration kDefaultCatchUpTimeout = absl::Seconds(2);
-// Between progress requests while catching up.
+// Between looks at the watch's delivered revision while catching up.
 inline constexpr absl::Duration kProgressPollInterval = absl::Milliseconds(5);
 // Reloads (changes without their previous value) allowed in a row without
 // a revision applied incrementally in between; one more marks the replica

@@ -262,12 +262,25 @@ absl::StatusOr<int64_t> EtcdStore::CurrentRevision() const {
   return response->header().revision();
 }
 
+absl::StatusOr<int64_t> EtcdStore::PutSyncMarker() const {
+  etcdserverpb::TxnRequest txn;
+  etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
+  put->set_key(range_end_);
+  put->set_value("sync");
+  absl::StatusOr<etcdserverpb::TxnResponse> response = client_->Txn(txn);
+  NoteCallResult(response.status());
+  if (!response.ok()) return response.status();
+  return response->header().revision();
+}
+
 absl::StatusOr<std::unique_ptr<EtcdWatch>> EtcdStore::WatchFrom(
     int64_t start_revision, EtcdWatch::EventsFn on_events,
     EtcdWatch::EndFn on_end, bool previous_values, WatchGapFn on_gap) const {
   EtcdWatchOptions options;
   options.key = options_.key_prefix;
-  options.range_end = range_end_;
+  // The prefix's range and the sync marker right after it.
+  options.range_end = range_end_ + std::string(1, '\0');
+  options.sync_key = range_end_;
   options.start_revision = start_revision;
   options.strip_prefix = options_.key_prefix;
   options.prev_kv = previous_values;

@@ -134,6 +134,17 @@ class EtcdStore : public StateStore {
                                            const ScanFn& fn) const;
   // The cluster's current revision (a linearizable read).
   absl::StatusOr<int64_t> CurrentRevision() const;
+  // Puts the sync marker (sync_key()) and returns its revision R: every
+  // commit acknowledged before the call is below R, and a WatchFrom watch
+  // has delivered all of them once its delivered_revision() >= R
+  // (etcd_watch.h: exact, unlike etcd 3.4's progress notifications). Not
+  // fenced: the marker is nobody's record, any server may write it.
+  absl::StatusOr<int64_t> PutSyncMarker() const;
+  // The sync marker's key: the first key after key_prefix's range
+  // (PrefixSuccessor(key_prefix), e.g. "/lockwarden/v1/state0"), so Scan
+  // and Get never see it while WatchFrom's range takes it in. With etcd
+  // auth, the server's role needs write access to it too.
+  const std::string& sync_key() const { return range_end_; }
 
   // Streams puts and deletes under the whole key_prefix from
   // `start_revision` (inclusive) on; see EtcdWatch. Keys are passed without

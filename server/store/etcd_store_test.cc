@@ -328,6 +328,49 @@ TEST_F(EtcdStoreTest, WatchFromDeliversWholeCommitsInOrder) {
   (*watch)->Cancel();
 }
 
+TEST_F(EtcdStoreTest, SyncMarkerIsDeliveredAsProgressAndNeverAsARecord) {
+  std::unique_ptr<EtcdStore> store = Open(/*fenced=*/false);
+  absl::StatusOr<int64_t> revision = store->CurrentRevision();
+  ASSERT_THAT(revision, IsOk());
+  absl::Mutex mu;
+  std::vector<std::string> keys;
+  absl::StatusOr<std::unique_ptr<EtcdWatch>> watch = store->WatchFrom(
+      *revision + 1,
+      [&](const std::vector<WatchEvent>& events) {
+        absl::MutexLock lock(&mu);
+        for (const WatchEvent& e : events) keys.push_back(e.key);
+      },
+      [](absl::Status s) { ADD_FAILURE() << "watch ended: " << s; });
+  ASSERT_THAT(watch, IsOk());
+  LW_ASSERT_OK(store->Commit({Mutation::Put("a", "1")}));
+  absl::StatusOr<int64_t> marker = store->PutSyncMarker();
+  ASSERT_THAT(marker, IsOk());
+  EXPECT_GT(*marker, *revision + 1);
+  // A marker-only response proves delivery up to the marker's revision.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*watch)->delivered_revision() < *marker && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ((*watch)->delivered_revision(), *marker);
+  EXPECT_EQ((*watch)->next_revision(), *marker + 1);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_THAT(keys, ElementsAre("a"));  // The marker is nobody's record.
+  }
+  // Outside the prefix: no Scan or Get sees it.
+  std::vector<std::string> scanned;
+  LW_ASSERT_OK(store->Scan("", [&](absl::string_view k, absl::string_view) {
+    scanned.emplace_back(k);
+    return absl::OkStatus();
+  }));
+  EXPECT_THAT(scanned, ElementsAre("a"));
+  EXPECT_EQ(
+      store->sync_key(),
+      absl::StrCat(
+          store->key_prefix().substr(0, store->key_prefix().size() - 1), "0"));
+  (*watch)->Cancel();
+}
+
 TEST_F(EtcdStoreTest, DeadEndpointIsSkippedAndAllDeadIsUnavailable) {
   EtcdStoreOptions options;
   // Port 1 on loopback: nothing listens there.

@@ -64,6 +64,11 @@ int64_t EtcdWatch::progress_revision() const {
   return progress_revision_;
 }
 
+int64_t EtcdWatch::delivered_revision() const {
+  absl::MutexLock lock(&mu_);
+  return delivered_revision_;
+}
+
 void EtcdWatch::Run() {
   int failures = 0;
   absl::Status why;
@@ -122,6 +127,7 @@ void EtcdWatch::ResumeAfterGap(int64_t start, absl::Status* why) {
   absl::MutexLock lock(&mu_);
   next_revision_ = std::max(next_revision_, *held + 1);
   progress_revision_ = std::max(progress_revision_, *held);
+  delivered_revision_ = std::max(delivered_revision_, *held);
 }
 
 bool EtcdWatch::RunStream(absl::Status* why, bool* again_now) {
@@ -218,6 +224,10 @@ bool EtcdWatch::RunStream(absl::Status* why, bool* again_now) {
       std::vector<WatchEvent> events;
       events.reserve(response.events_size());
       for (const mvccpb::Event& e : response.events()) {
+        // The sync marker proves progress; it is nobody's record.
+        if (!options_.sync_key.empty() && e.kv().key() == options_.sync_key) {
+          continue;
+        }
         WatchEvent out;
         out.type = e.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
                                                      : WatchEvent::Type::kPut;
@@ -232,14 +242,18 @@ bool EtcdWatch::RunStream(absl::Status* why, bool* again_now) {
         if (e.has_prev_kv()) out.prev_value = e.prev_kv().value();
         events.push_back(std::move(out));
       }
+      // Revision order: the response's last event (marker or not) is its
+      // newest.
+      const int64_t last =
+          response.events(response.events_size() - 1).kv().mod_revision();
       {
         absl::MutexLock lock(&mu_);
-        next_revision_ = events.back().mod_revision + 1;
+        next_revision_ = last + 1;
       }
-      const int64_t last = events.back().mod_revision;
-      if (on_events_) on_events_(events);
+      if (on_events_ && !events.empty()) on_events_(events);
       absl::MutexLock lock(&mu_);
       progress_revision_ = std::max(progress_revision_, last);
+      delivered_revision_ = std::max(delivered_revision_, last);
     }
     {
       absl::MutexLock lock(&mu_);

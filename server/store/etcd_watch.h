@@ -30,6 +30,17 @@
 // earlier event have returned). etcd 3.4 answers only once the watch has
 // caught up with history, so callers poll. A standby uses it at takeover:
 // caught up when progress_revision() >= a linearizable read's revision.
+// etcd before 3.4.24 sends a requested notification apart from the event
+// stream (etcd issue 15220): it can overtake events still queued on the
+// server, so progress_revision() may run ahead of what was delivered. It is
+// fit for status displays, not for a takeover: see sync_key.
+//
+// Sync marker: with `sync_key` set (a key inside the range, outside
+// strip_prefix's keys), a put of that key is not delivered; it only moves
+// delivered_revision(). A writer puts the marker, learns its revision R,
+// and waits for delivered_revision() >= R: one watcher's events arrive in
+// revision order, so every event below R has then been delivered, whatever
+// etcd's progress notifications say.
 //
 // Thread safety: Cancel(), next_revision(), RequestProgress() and
 // progress_revision() may be called from any thread but a callback; callbacks
@@ -98,6 +109,8 @@ struct EtcdWatchOptions {
   // revision it now holds, and the watch resumes from the one after it. An
   // error from on_gap ends the watch (on_end gets it).
   WatchGapFn on_gap;
+  // The sync marker's full key (see the banner); empty: none.
+  std::string sync_key;
 };
 
 class EtcdWatch {
@@ -124,8 +137,14 @@ class EtcdWatch {
   // Sends a progress request on the live stream; UNAVAILABLE if none is
   // open right now (reconnecting).
   absl::Status RequestProgress();
-  // Every event at or below this revision has been delivered (0: unknown).
+  // Every event at or below this revision has been delivered (0: unknown),
+  // by etcd's progress notifications (not exact before etcd 3.4.24: see
+  // the banner).
   int64_t progress_revision() const;
+  // Every event at or below this revision has been delivered, proved by
+  // the watch's own events (the last event's revision, a sync marker's,
+  // or the revision an on_gap reload holds); never by a notification.
+  int64_t delivered_revision() const;
 
  private:
   EtcdWatch(EtcdClient* client, EtcdWatchOptions options, EventsFn on_events,
@@ -159,6 +178,7 @@ class EtcdWatch {
       stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   int64_t next_revision_ ABSL_GUARDED_BY(mu_);
   int64_t progress_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t delivered_revision_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::thread thread_;
