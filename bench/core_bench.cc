@@ -3,8 +3,9 @@
 // held locks over 10,000 files, and heap bytes per held lock.
 //
 //   bazel run -c opt //bench:core_bench
-//   valgrind --tool=callgrind bazel-bin/bench/core_bench \
+//   valgrind --tool=callgrind bazel-bin/bench/core_bench
 //     --benchmark_filter=WithRequestIds/1000 --benchmark_min_time=0.01
+//   (one command line)
 //
 // Every Apply includes building its Delta (the encoded records the service
 // would commit), as in production. Figures only: nothing here passes or

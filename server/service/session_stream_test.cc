@@ -2,6 +2,8 @@
 // errors, request_id deduplication across streams, limits, shutdown (idle,
 // and while a batch commits), many concurrent sessions, snapshot import
 // resetting every session.
+#include "server/service/session_stream.h"
+
 #include <atomic>
 #include <memory>
 #include <string>
@@ -11,7 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "gtest/gtest.h"
 #include "server/service/service_test_util.h"
-#include "server/service/session_stream.h"
+#include "server/store/borrowed_store.h"
 #include "server/store/memory_store.h"
 
 namespace lockwarden::service::testing {
@@ -21,9 +23,9 @@ using Stream = grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionResponse>
 
 // A store whose commits block, once armed, until released: holds a batch
 // "in the fsync" while the test shuts the server down.
-class GatedStore final : public store::StateStore {
+class GatedStore final : public store::BorrowedStore {
  public:
-  explicit GatedStore(store::StateStore* base) : base_(base) {}
+  explicit GatedStore(store::StateStore* base) : store::BorrowedStore(base) {}
   void Arm() {
     absl::MutexLock lock(&mu_);
     armed_ = true;
@@ -48,22 +50,10 @@ class GatedStore final : public store::StateStore {
         mu_.Await(absl::Condition(&released));
       }
     }
-    return base_->Commit(batch);
+    return store::BorrowedStore::Commit(batch);
   }
-  absl::Status Scan(absl::string_view prefix, const ScanFn& fn) const override {
-    return base_->Scan(prefix, fn);
-  }
-  absl::StatusOr<std::optional<std::string>> Get(
-      absl::string_view key) const override {
-    return base_->Get(key);
-  }
-  uint64_t FencingToken() const override { return base_->FencingToken(); }
-  std::string BackendName() const override { return base_->BackendName(); }
-  absl::Status Health() const override { return base_->Health(); }
-  store::StoreLimits Limits() const override { return base_->Limits(); }
 
  private:
-  store::StateStore* const base_;
   absl::Mutex mu_;
   bool armed_ ABSL_GUARDED_BY(mu_) = false;
   bool held_ ABSL_GUARDED_BY(mu_) = false;

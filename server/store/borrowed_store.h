@@ -1,6 +1,8 @@
 // BorrowedStore: a StateStore that forwards every call to a store it does
 // not own. Tests use it to restart a server on the same underlying store, or
 // to put a wrapper (a fault injector) in front of the store under test.
+// Wrappers derive from it and override only the calls they change
+// (FaultInjectingStore, the session test's GatedStore).
 //
 // Thread-safety: exactly that of the borrowed store; it must outlive this.
 
@@ -14,7 +16,7 @@
 
 namespace lockwarden::store {
 
-class BorrowedStore final : public StateStore {
+class BorrowedStore : public StateStore {
  public:
   explicit BorrowedStore(StateStore* base) : base_(base) {}
   absl::Status Commit(const Delta& batch) override {

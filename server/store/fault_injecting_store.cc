@@ -104,7 +104,7 @@ absl::StatusOr<FaultSpec> ParseFaultSpec(absl::string_view text) {
 
 FaultInjectingStore::FaultInjectingStore(std::unique_ptr<StateStore> base,
                                          FaultSpec spec)
-    : base_(std::move(base)) {
+    : BorrowedStore(base.get()), base_(std::move(base)) {
   Arm(spec);
 }
 

@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "server/store/borrowed_store.h"
 #include "server/store/state_store.h"
 
 namespace lockwarden::store {
@@ -81,7 +82,9 @@ struct FaultCounters {
                           // (includes kAfterWrite failures).
 };
 
-class FaultInjectingStore : public StateStore {
+// Forwards what it does not change through BorrowedStore (to the store it
+// owns).
+class FaultInjectingStore : public BorrowedStore {
  public:
   explicit FaultInjectingStore(std::unique_ptr<StateStore> base,
                                FaultSpec spec = FaultSpec());
@@ -95,19 +98,10 @@ class FaultInjectingStore : public StateStore {
   StateStore& base() { return *base_; }
 
   absl::Status Commit(const Delta& batch) override;
-  absl::Status Scan(absl::string_view prefix, const ScanFn& fn) const override {
-    return base_->Scan(prefix, fn);
-  }
-  absl::StatusOr<std::optional<std::string>> Get(
-      absl::string_view key) const override {
-    return base_->Get(key);
-  }
-  uint64_t FencingToken() const override { return base_->FencingToken(); }
   std::string BackendName() const override {
     return "fault(" + base_->BackendName() + ")";
   }
   absl::Status Health() const override;
-  StoreLimits Limits() const override { return base_->Limits(); }
 
  private:
   enum class Decision { kPass, kFailBefore, kFailAfter, kFenced };
