@@ -109,20 +109,23 @@ void CoreRunner::NoteDeadline(int64_t now) {
   next_deadline_ms_ = deadline;
 }
 
-void CoreRunner::SubmitBatch(std::vector<BatchItem> items, BatchDone done) {
+void CoreRunner::DriveCommits() { pipeline_->Drive(); }
+
+bool CoreRunner::SubmitBatch(std::vector<BatchItem> items, BatchDone done,
+                             bool drive) {
   auto fail_all = [&](const absl::Status& s) {
     done(std::vector<absl::StatusOr<core::Reply>>(items.size(), s));
   };
   if (items.size() > kBatchItemsMax) {
     fail_all(absl::InvalidArgumentError(absl::StrCat(
         "batch of ", items.size(), " items exceeds ", kBatchItemsMax)));
-    return;
+    return false;
   }
   // One reservation for the whole batch (see CommitPipeline::EnqueueAll).
   absl::StatusOr<store::CommitPipeline::Slot> slot = pipeline_->ReserveSlot();
   if (!slot.ok()) {
     fail_all(slot.status());
-    return;
+    return false;
   }
   absl::Status refused;
   std::optional<std::vector<absl::StatusOr<core::Reply>>> answer_now;
@@ -138,9 +141,12 @@ void CoreRunner::SubmitBatch(std::vector<BatchItem> items, BatchDone done) {
     fail_all(refused);
   } else if (answer_now.has_value()) {
     done(*std::move(answer_now));
-  } else {
+  } else if (drive) {
     pipeline_->Drive();  // Commits here if the pipeline is idle.
+  } else {
+    return true;  // The caller owes the Drive().
   }
+  return false;
 }
 
 absl::Status CoreRunner::ApplyBatchAndEnqueue(

@@ -114,7 +114,18 @@ class CoreRunner {
   // (UNAVAILABLE, RESOURCE_EXHAUSTED as Submit; INVALID_ARGUMENT when more
   // than kBatchItemsMax). `done` runs on the pipeline thread, or inline if
   // nothing needs a commit or on errors.
-  void SubmitBatch(std::vector<BatchItem> items, BatchDone done);
+  // With `drive` false the batch is applied and queued but not committed
+  // here even if the pipeline is idle, and SubmitBatch returns true when
+  // the caller then owes one DriveCommits() for it (the pipeline waits for
+  // it): a Session stream applies its messages in read order and commits
+  // them once its queue is drained, without holding that order across an
+  // fsync. With `drive` true it returns false.
+  bool SubmitBatch(std::vector<BatchItem> items, BatchDone done,
+                   bool drive = true);
+  // The Drive() a SubmitBatch(..., drive=false) that returned true owes:
+  // commits what is queued, here, if no commit is in progress (else the
+  // commit in progress or the pipeline thread takes it).
+  void DriveCommits();
 
   // Runs `read` on the core now, then `done` once everything the read could
   // have observed is durable.

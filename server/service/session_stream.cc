@@ -229,23 +229,32 @@ void SessionStream::OnReadDone(bool ok) {
     if (submitting_) return;
     submitting_ = true;
   }
+  // Only the apply (in order) is serialised here; the commit is driven once
+  // the queue is drained, so messages that arrive during an fsync are
+  // applied at once and join the next group commit instead of each waiting
+  // for a commit of its own (one gateway is one session).
+  CoreRunner* const runner = runner_;
+  int owed_drives = 0;
   for (;;) {
     v1::SessionRequest request;
     {
       absl::MutexLock lock(&mu_);
       if (to_submit_.empty()) {
         submitting_ = false;
-        return;
+        break;
       }
       request.Swap(&to_submit_.front());
       to_submit_.pop_front();
     }
     // Outside mu_: the batch may complete inline (reads of durable state).
-    Submit(request);
+    if (Submit(request)) ++owed_drives;
   }
+  // The first commits here if no commit is in progress; the pipeline waits
+  // for all of them before it takes these batches itself.
+  for (int i = 0; i < owed_drives; ++i) runner->DriveCommits();
 }
 
-void SessionStream::Submit(const v1::SessionRequest& request) {
+bool SessionStream::Submit(const v1::SessionRequest& request) {
   std::vector<BatchItem> items;
   items.reserve(request.calls_size());
   // (call_id, type) of each submitted item, in item order.
@@ -266,12 +275,12 @@ void SessionStream::Submit(const v1::SessionRequest& request) {
   }
   if (items.empty()) {
     Unref();
-    return;
+    return false;
   }
-  runner_->SubmitBatch(
+  return runner_->SubmitBatch(
       std::move(items),
-      [this, ids = std::move(ids)](
-          std::vector<absl::StatusOr<core::Reply>> replies) {
+      [this,
+       ids = std::move(ids)](std::vector<absl::StatusOr<core::Reply>> replies) {
         std::vector<v1::SessionResult> results;
         results.reserve(replies.size());
         for (size_t i = 0; i < replies.size(); ++i) {
@@ -279,7 +288,8 @@ void SessionStream::Submit(const v1::SessionRequest& request) {
         }
         Deliver(std::move(results), replies.size());
         Unref();
-      });
+      },
+      /*drive=*/false);  // OnReadDone drives once its queue is drained.
 }
 
 void SessionStream::Deliver(std::vector<v1::SessionResult> results,

@@ -113,8 +113,10 @@ class SessionStream final
   bool TryRefLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unref();
 
-  // Converts and submits the calls of `request` (one reference held).
-  void Submit(const v1::SessionRequest& request);
+  // Converts, applies and queues the calls of `request` (one reference
+  // held); true if it owes the runner a DriveCommits() (SubmitBatch with
+  // drive=false).
+  bool Submit(const v1::SessionRequest& request);
   void Deliver(std::vector<v1::SessionResult> results, size_t answered);
   // Ends the stream with `status` once drained; called by the registry.
   void Close(const grpc::Status& status);

@@ -358,6 +358,44 @@ TEST_F(SessionStreamTest, ShutdownWhileABatchCommitsAnswersItThenEnds) {
   EXPECT_EQ(ListLocks("fh1").locks_size(), 2);
 }
 
+TEST_F(SessionStreamTest,
+       MessagesReadDuringACommitAreAppliedAndJoinTheNextOne) {
+  // One gateway is one session: messages that arrive while a commit is in
+  // its fsync must be applied at once (in order) and committed together,
+  // not each wait for a commit of its own behind the first.
+  StopServer();
+  GatedStore gated(&store_);
+  StartServer(&gated);
+  auto ctx = Ctx(20000);
+  std::unique_ptr<Stream> stream = lock_->Session(ctx.get());
+  ASSERT_TRUE(stream->Write(LockMessage(1, "host-a", "fh9", 0)));
+  ASSERT_EQ(ReadResults(stream.get(), 1).size(), 1u);  // The session is live.
+
+  gated.Arm();
+  ASSERT_TRUE(stream->Write(LockMessage(2, "host-a", "fh9", 10)));
+  ASSERT_TRUE(gated.AwaitHeldCommit());
+  constexpr int kMore = 8;
+  for (int i = 0; i < kMore; ++i) {
+    ASSERT_TRUE(
+        stream->Write(LockMessage(3 + i, "host-a", "fh9", 20 + 10 * i)));
+  }
+  // All of them reach the core while the first commit is held.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  int applied = 0;
+  while (absl::Now() < deadline) {
+    applied = ListLocks("fh9").locks_size();
+    if (applied == 2 + kMore) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(applied, 2 + kMore);
+  gated.Release();
+  auto results = ReadResults(stream.get(), 1 + kMore);
+  ASSERT_EQ(results.size(), 1u + kMore);
+  for (const auto& [id, r] : results) {
+    EXPECT_EQ(r.lock().status(), v1::LOCK_STATUS_GRANTED) << "call " << id;
+  }
+}
+
 TEST_F(SessionStreamTest, ShutdownEndsEverySession) {
   std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
   std::vector<std::unique_ptr<Stream>> streams;
