@@ -26,40 +26,10 @@ std::string IdKey(const char* prefix, uint64_t id) {
   return key;
 }
 
-bool ParseIdKey(absl::string_view key, uint64_t* id) {
-  if (key.size() != 18) return false;
-  uint64_t v = 0;
-  for (size_t i = 2; i < 18; ++i) {
-    char c = key[i];
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return false;
-    }
-    v = (v << 4) | static_cast<uint64_t>(d);
-  }
-  *id = v;
-  return true;
-}
-
-std::string DedupRingKey(uint64_t ring, uint64_t slot) {
-  char key[19] = {kDedupPrefix[0], kDedupPrefix[1]};
-  key[10] = '/';
-  for (int i = 0; i < 8; ++i) {
-    key[9 - i] = kHex[ring & 0xf];
-    key[18 - i] = kHex[slot & 0xf];
-    ring >>= 4;
-    slot >>= 4;
-  }
-  return std::string(key, sizeof(key));
-}
-
 namespace {
 
-bool ParseHex8(absl::string_view s, uint64_t* v) {
+// Lower-case hex digits (at most 16) to a number; false on any other byte.
+bool ParseHex(absl::string_view s, uint64_t* v) {
   uint64_t x = 0;
   for (char c : s) {
     int d;
@@ -78,11 +48,27 @@ bool ParseHex8(absl::string_view s, uint64_t* v) {
 
 }  // namespace
 
+bool ParseIdKey(absl::string_view key, uint64_t* id) {
+  return key.size() == 18 && ParseHex(key.substr(2), id);
+}
+
+std::string DedupRingKey(uint64_t ring, uint64_t slot) {
+  char key[19] = {kDedupPrefix[0], kDedupPrefix[1]};
+  key[10] = '/';
+  for (int i = 0; i < 8; ++i) {
+    key[9 - i] = kHex[ring & 0xf];
+    key[18 - i] = kHex[slot & 0xf];
+    ring >>= 4;
+    slot >>= 4;
+  }
+  return std::string(key, sizeof(key));
+}
+
 bool ParseDedupRingKey(absl::string_view key, uint64_t* ring, uint64_t* slot) {
   if (key.size() != 19 || key.substr(0, 2) != kDedupPrefix || key[10] != '/') {
     return false;
   }
-  return ParseHex8(key.substr(2, 8), ring) && ParseHex8(key.substr(11), slot);
+  return ParseHex(key.substr(2, 8), ring) && ParseHex(key.substr(11), slot);
 }
 
 std::string EncodeDedupRecord(const DedupRecord& d) {
